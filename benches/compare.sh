@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Throughput and latency of resp-sidecar against Redis directly and against
+# twemproxy (nutcracker), all in front of one redis-server on this machine.
+#
+# Runs `redis-benchmark -t get,set -c 50 -d 256 -r 10000` at -P 1 and -P 16
+# against every target, interleaved, for ROUNDS rounds, and prints a markdown
+# table of median rps, median p99 and the sidecar's ratios. Then measures the
+# RSS cost of idle client connections (benches/idle_clients.py).
+#
+# Environment (all optional):
+#   ROUNDS=5              rounds of the whole matrix
+#   REQUESTS_P1=50000     requests per redis-benchmark run at -P 1
+#   REQUESTS_P16=200000   requests per redis-benchmark run at -P 16
+#   CLIENTS=50            redis-benchmark -c
+#   DEPTHS="1 16"         pipeline depths
+#   SIDECAR_EXTRA_TOML    TOML appended to the sidecar config of a second
+#                         sidecar target, "sidecar+extra" (for "with X vs
+#                         without" comparisons). The base config already has
+#                         [server] and [policy] tables: use other tables, or
+#                         put the whole config in SIDECAR_CONFIG_BASE.
+#   SIDECAR_CONFIG_BASE   replaces the base sidecar config (default below)
+#   SIDECAR_BIN           binary to run (default target/release/resp-sidecar)
+#   SKIP_BUILD=1          do not run `cargo build --release`
+#   SKIP_SIDECAR=1        benchmark only direct and twemproxy
+#   IDLE_CLIENTS=10000    idle connections for the memory figure (0 skips it)
+#   RESULTS_CSV=FILE      also keep the raw per-run figures in FILE
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS="${ROUNDS:-5}"
+REQUESTS_P1="${REQUESTS_P1:-50000}"
+REQUESTS_P16="${REQUESTS_P16:-200000}"
+CLIENTS="${CLIENTS:-50}"
+DEPTHS="${DEPTHS:-1 16}"
+SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+SKIP_SIDECAR="${SKIP_SIDECAR:-0}"
+IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
+READY_TIMEOUT="${READY_TIMEOUT:-10}"
+
+DEFAULT_SIDECAR_CONFIG='[server]
+max_clients = 20000
+
+[policy]
+deny_commands = []
+'
+SIDECAR_CONFIG_BASE="${SIDECAR_CONFIG_BASE:-$DEFAULT_SIDECAR_CONFIG}"
+
+for tool in redis-server redis-cli redis-benchmark nutcracker python3; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "compare.sh: $tool not found" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-bench.XXXXXX")"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+
+# Print N distinct free loopback ports (all bound at once, so no duplicates).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# wait_ready NAME PID PORT LOGFILE: poll PING until PONG, the process dies, or
+# READY_TIMEOUT seconds pass.
+wait_ready() {
+    local name="$1" pid="$2" port="$3" logfile="$4"
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during start-up; its log:"
+            cat "$logfile" >&2 || true
+            exit 1
+        fi
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    log "$name not ready on 127.0.0.1:$port after ${READY_TIMEOUT}s; its log:"
+    cat "$logfile" >&2 || true
+    exit 1
+}
+
+# Targets: parallel arrays of name and port. Adding a target is one line.
+TARGET_NAMES=()
+TARGET_PORTS=()
+add_target() { TARGET_NAMES+=("$1"); TARGET_PORTS+=("$2"); }
+
+start_redis() {
+    local port="$1"
+    mkdir -p "$WORK/redis"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$WORK/redis" \
+        --save "" --appendonly no --daemonize no \
+        --logfile "$WORK/redis.log" &
+    PIDS+=("$!")
+    wait_ready redis-server "$!" "$port" "$WORK/redis.log"
+}
+
+start_twemproxy() {
+    local port="$1" stats_port="$2" redis_port="$3"
+    cat >"$WORK/nutcracker.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$port
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  preconnect: true
+  auto_eject_hosts: false
+  server_connections: 1
+  servers:
+   - 127.0.0.1:$redis_port:1
+EOF
+    if ! nutcracker -t -c "$WORK/nutcracker.yml" >"$WORK/nutcracker-check.log" 2>&1; then
+        cat "$WORK/nutcracker-check.log" >&2
+        exit 1
+    fi
+    nutcracker -c "$WORK/nutcracker.yml" -s "$stats_port" -a 127.0.0.1 \
+        -o "$WORK/nutcracker.log" -p "$WORK/nutcracker.pid" &
+    PIDS+=("$!")
+    wait_ready nutcracker "$!" "$port" "$WORK/nutcracker.log"
+}
+
+# start_sidecar NAME PORT REDIS_PORT CONFIG_TEXT; sets SIDECAR_PID.
+start_sidecar() {
+    local name="$1" port="$2" redis_port="$3" config="$4"
+    printf '%s\n' "$config" >"$WORK/$name.toml"
+    "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" \
+        --upstream "redis://127.0.0.1:$redis_port" --admin "" \
+        >"$WORK/$name.log" 2>&1 &
+    SIDECAR_PID="$!"
+    PIDS+=("$SIDECAR_PID")
+    wait_ready "$name" "$SIDECAR_PID" "$port" "$WORK/$name.log"
+}
+
+# 10,000 idle clients need that many descriptors in the sidecar, which
+# inherits this limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if [ "$SKIP_SIDECAR" != 1 ] && [ "$SKIP_BUILD" != 1 ]; then
+    log "building: cargo build --release"
+    (cd "$ROOT" && cargo build --release)
+fi
+
+read -r REDIS_PORT TWEM_PORT TWEM_STATS_PORT SIDECAR_PORT SIDECAR_X_PORT <<<"$(free_ports 5)"
+
+start_redis "$REDIS_PORT"
+add_target direct "$REDIS_PORT"
+
+start_twemproxy "$TWEM_PORT" "$TWEM_STATS_PORT" "$REDIS_PORT"
+add_target twemproxy "$TWEM_PORT"
+
+SIDECAR_PID=""
+if [ "$SKIP_SIDECAR" != 1 ]; then
+    start_sidecar sidecar "$SIDECAR_PORT" "$REDIS_PORT" "$SIDECAR_CONFIG_BASE"
+    add_target sidecar "$SIDECAR_PORT"
+    MAIN_SIDECAR_PID="$SIDECAR_PID"
+    if [ -n "${SIDECAR_EXTRA_TOML:-}" ]; then
+        start_sidecar sidecar+extra "$SIDECAR_X_PORT" "$REDIS_PORT" \
+            "$SIDECAR_CONFIG_BASE"$'\n'"$SIDECAR_EXTRA_TOML"
+        add_target sidecar+extra "$SIDECAR_X_PORT"
+    fi
+    SIDECAR_PID="$MAIN_SIDECAR_PID"
+fi
+
+echo "## resp-sidecar benchmark"
+echo
+echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || echo unknown CPU), kernel $(uname -r)"
+echo "- $(redis-server --version | cut -d' ' -f1-3), $(nutcracker --version 2>&1 | head -n 1 | sed 's/^This is //')"
+if [ "$SKIP_SIDECAR" != 1 ]; then
+    echo "- resp-sidecar at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
+fi
+echo "- redis-benchmark -t get,set -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
+echo "- targets: ${TARGET_NAMES[*]}"
+echo
+
+RESULTS="$WORK/results.csv"
+echo "target,depth,round,test,rps,p99_ms" >"$RESULTS"
+
+run_one() {
+    local name="$1" port="$2" depth="$3" round="$4" requests
+    case "$depth" in
+        1) requests="$REQUESTS_P1" ;;
+        *) requests="$REQUESTS_P16" ;;
+    esac
+    log "round $round: $name -P $depth -n $requests"
+    if ! redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
+        -r 10000 -n "$requests" -P "$depth" --csv >"$WORK/benchmark.out" 2>&1; then
+        log "redis-benchmark failed against $name:"
+        cat "$WORK/benchmark.out" >&2
+        exit 1
+    fi
+    # CSV columns (quoted): test,rps,avg,min,p50,p95,p99,max latency in ms.
+    tr -d '"' <"$WORK/benchmark.out" |
+        awk -F, -v t="$name" -v d="$depth" -v r="$round" \
+            '$1 == "GET" || $1 == "SET" { print t "," d "," r "," $1 "," $2 "," $7; n++ }
+             END { exit n == 2 ? 0 : 1 }' >>"$RESULTS" || {
+        log "unexpected redis-benchmark output from $name:"
+        cat "$WORK/benchmark.out" >&2
+        exit 1
+    }
+}
+
+count="${#TARGET_NAMES[@]}"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for depth in $DEPTHS; do
+        # Rotate the starting target each round so none always runs first.
+        for ((i = 0; i < count; i++)); do
+            j=$(((i + round - 1) % count))
+            run_one "${TARGET_NAMES[$j]}" "${TARGET_PORTS[$j]}" "$depth" "$round"
+        done
+    done
+done
+
+if [ -n "${RESULTS_CSV:-}" ]; then
+    cp "$RESULTS" "$RESULTS_CSV"
+fi
+
+python3 - "$RESULTS" "${TARGET_NAMES[@]}" <<'PY'
+import csv, statistics, sys
+
+path, targets = sys.argv[1], sys.argv[2:]
+runs = {}
+for row in csv.DictReader(open(path)):
+    key = (row["test"], int(row["depth"]), row["target"])
+    runs.setdefault(key, []).append((float(row["rps"]), float(row["p99_ms"])))
+
+def median(key, i):
+    values = [r[i] for r in runs.get(key, [])]
+    return statistics.median(values) if values else None
+
+sidecars = [t for t in targets if t.startswith("sidecar")]
+baselines = [t for t in ("twemproxy", "direct") if t in targets]
+header = ["test", "-P"]
+header += [f"{t} rps" for t in targets]
+header += [f"{t} p99 ms" for t in targets]
+header += [f"{s}/{b}" for s in sidecars for b in baselines]
+if "sidecar+extra" in targets and "sidecar" in targets:
+    header.append("sidecar+extra/sidecar")
+print("| " + " | ".join(header) + " |")
+print("|" + "|".join("---" for _ in header) + "|")
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+
+for test, depth in sorted({(k[0], k[1]) for k in runs}, key=lambda k: (k[1], k[0])):
+    rps = {t: median((test, depth, t), 0) for t in targets}
+    p99 = {t: median((test, depth, t), 1) for t in targets}
+    cells = [test, str(depth)]
+    cells += [f"{rps[t]:,.0f}" if rps[t] is not None else "n/a" for t in targets]
+    cells += [f"{p99[t]:.3f}" if p99[t] is not None else "n/a" for t in targets]
+    cells += [ratio(rps[s], rps[b]) for s in sidecars for b in baselines]
+    if "sidecar+extra" in targets and "sidecar" in targets:
+        cells.append(ratio(rps["sidecar+extra"], rps["sidecar"]))
+    print("| " + " | ".join(cells) + " |")
+PY
+
+if [ "$SKIP_SIDECAR" != 1 ] && [ "$IDLE_CLIENTS" -gt 0 ]; then
+    echo
+    echo "### Idle client connections"
+    echo
+    python3 "$ROOT/benches/idle_clients.py" --pid "$SIDECAR_PID" \
+        --port "$SIDECAR_PORT" --count "$IDLE_CLIENTS"
+fi
