@@ -59,7 +59,7 @@ def open_idle(host, port, count, timeout):
         batch = []
         for _ in range(min(BATCH, count - len(conns))):
             sock = socket.create_connection((host, port), timeout=timeout)
-            sock.sendall(b"PING\r\n")
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
             batch.append(sock)
         deadline = time.monotonic() + timeout
         for sock in batch:
