@@ -1,1 +1,119 @@
-fn main() {}
+//! The `resp-sidecar` binary: parse the command line, load the configuration, set
+//! up logging, bind the listeners and hand over to [`resp_sidecar::run`].
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use resp_sidecar::cli::{self, CliCommand};
+use resp_sidecar::config::{Config, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration the sidecar refuses (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let env = |key: &str| std::env::var(key).ok();
+    match cli::parse() {
+        CliCommand::CheckConfig(over) => {
+            let (text, code) = cli::check_config(&over, &env);
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprintln!("{text}");
+            }
+            ExitCode::from(code as u8)
+        }
+        CliCommand::Run(over) => match cli::load(&over, &env) {
+            Ok(config) => run(config),
+            Err(e) => {
+                eprintln!("resp-sidecar: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    init_tracing(&config);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.threads > 0 {
+        builder.worker_threads(config.server.threads);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("resp-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listeners = bind(&config).await?;
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        tracing::info!(
+            listen = %config.server.listen,
+            upstream = %config.upstream.endpoint,
+            version = env!("CARGO_PKG_VERSION"),
+            "resp-sidecar serving"
+        );
+        resp_sidecar::run(config, listeners, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("resp-sidecar: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(config: &Config) -> Result<resp_sidecar::Listeners, String> {
+    let listen = config.server.listen;
+    let tcp = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let unix = match &config.server.unix_socket {
+        Some(path) => {
+            // A socket file left by a previous run would make bind fail.
+            if std::fs::symlink_metadata(path).is_ok() {
+                let _ = std::fs::remove_file(path);
+            }
+            let l = tokio::net::UnixListener::bind(path)
+                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(resp_sidecar::Listeners { tcp, unix })
+}
+
+/// SIGTERM and SIGINT alike start a graceful shutdown.
+fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.log.level.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,518 @@
+//! One client connection: decode everything buffered, route each command, serve
+//! in order, write all replies, flush once.
+//!
+//! Replies go out in the order commands came in, whatever mix of local answers,
+//! shared-pool batches and pinned-connection replies served them: a command is
+//! never sent on one upstream connection before the commands sent earlier on a
+//! different one have been answered. Stateless commands travel on the client's
+//! sticky shared connection; state (MULTI, WATCH, blocking, pub/sub, SELECT,
+//! tracking, CLIENT REPLY) moves the client onto a pinned connection until the
+//! state ends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::session::Session;
+use super::Ctx;
+use crate::command::{classify, Pin, Route};
+use crate::resp::{Protocol, Reply, Request, RequestDecoder, RequestLimits};
+use crate::upstream::{Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
+
+/// Write the output buffer once it holds this much, even mid-batch.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Why a client connection ended (logged at debug; never an error of the sidecar).
+#[derive(Debug)]
+pub enum Closed {
+    Eof,
+    Quit,
+    Io(std::io::Error),
+    Protocol(String),
+    IdleTimeout,
+    ReplyBufferExceeded,
+    Shutdown,
+}
+
+/// A reply owed to the client, in command order.
+enum Slot {
+    Ready(Bytes),
+    Shared {
+        count: usize,
+        rx: oneshot::Receiver<Batch>,
+    },
+    Pinned {
+        count: usize,
+    },
+    /// Read and drop `count` replies, answer `reply` instead (EXEC after a refusal in MULTI).
+    PinnedReplaced {
+        count: usize,
+        reply: Bytes,
+    },
+}
+
+/// The identity and protocol state of one client connection.
+pub struct Conn {
+    pub id: u64,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub peer: String,
+    pub local: String,
+    pub since: Instant,
+}
+
+pub struct Client<R, W> {
+    ctx: Arc<Ctx>,
+    rd: R,
+    wr: W,
+    inbuf: BytesMut,
+    out: BytesMut,
+    decoder: RequestDecoder,
+    pub conn: Conn,
+    budget: Arc<ReplyBudget>,
+    slots: VecDeque<Slot>,
+    /// The open run of consecutive shared commands not yet handed to the pool.
+    seg: BytesMut,
+    seg_count: usize,
+    pinned: Option<PinnedConn>,
+    pinned_out: BytesMut,
+    session: Session,
+    quit: bool,
+}
+
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub fn new(ctx: Arc<Ctx>, rd: R, wr: W, id: u64, peer: String, local: String) -> Self {
+        let s = &ctx.config.server;
+        let limits = RequestLimits {
+            max_bulk_len: s.max_bulk_len,
+            max_array_len: s.max_array_len,
+            max_inline_len: s.max_inline_len,
+        };
+        let budget = Arc::new(ReplyBudget::new(s.max_reply_buffer));
+        let authenticated = s.requirepass.is_none();
+        Client {
+            ctx,
+            rd,
+            wr,
+            inbuf: BytesMut::with_capacity(4096),
+            out: BytesMut::with_capacity(4096),
+            decoder: RequestDecoder::new(limits),
+            conn: Conn {
+                id,
+                proto: Protocol::Resp2,
+                authenticated,
+                name: None,
+                lib_name: None,
+                lib_ver: None,
+                peer,
+                local,
+                since: Instant::now(),
+            },
+            budget,
+            slots: VecDeque::new(),
+            seg: BytesMut::new(),
+            seg_count: 0,
+            pinned: None,
+            pinned_out: BytesMut::new(),
+            session: Session::default(),
+            quit: false,
+        }
+    }
+
+    /// Serve until the client leaves, misbehaves, or the sidecar shuts down.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Closed {
+        let result = self.serve(&shutdown).await;
+        let closed = match result {
+            Ok(()) => Closed::Quit,
+            Err(c) => c,
+        };
+        let _ = self.wr.shutdown().await;
+        closed
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
+        let max_pipeline = self.ctx.config.server.max_pipeline.max(1);
+        loop {
+            let mut batch = Vec::new();
+            let mut bad = None;
+            while batch.len() < max_pipeline {
+                match self.decoder.decode(&mut self.inbuf) {
+                    Ok(Some(req)) => batch.push(req),
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(e);
+                        break;
+                    }
+                }
+            }
+            let batch_full = batch.len() == max_pipeline;
+            if !batch.is_empty() {
+                self.serve_batch(batch).await?;
+            }
+            if let Some(e) = bad {
+                // Commands before the malformed frame were served; then report and close.
+                self.out
+                    .extend_from_slice(&Reply::error(format!("ERR {e}")).to_bytes(self.conn.proto));
+                self.write_out().await?;
+                return Err(Closed::Protocol(e.to_string()));
+            }
+            if self.quit {
+                return Ok(());
+            }
+            if batch_full {
+                // The pipeline cap cut this batch short: more may be buffered already.
+                continue;
+            }
+            self.wait_input(shutdown).await?;
+        }
+    }
+
+    /// Wait for more bytes from the client; meanwhile forward out-of-band frames (pub/sub
+    /// messages, invalidations) from a pinned connection.
+    async fn wait_input(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
+        if self.inbuf.capacity() - self.inbuf.len() < 1024 {
+            self.inbuf.reserve(16 * 1024);
+        }
+        let idle = self.ctx.config.server.idle_timeout;
+        // Subscribed clients and MONITOR are never idle-timed out, like Redis.
+        let idle = idle.filter(|_| !self.session.subscribed() && !self.session.monitor);
+        let sleep = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        loop {
+            let frame = async {
+                match self.pinned.as_mut() {
+                    Some(p) => p.read_frame().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.rd.read_buf(&mut self.inbuf) => {
+                    return match r {
+                        Ok(0) => Err(Closed::Eof),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(Closed::Io(e)),
+                    };
+                }
+                f = frame => match f {
+                    Ok(frame) => {
+                        self.out.extend_from_slice(&frame);
+                        self.write_out().await?;
+                    }
+                    Err(e) => {
+                        // The pinned connection died while idle: its state is gone.
+                        debug!(client = self.conn.id, error = %e, "pinned upstream connection lost");
+                        self.drop_pinned();
+                        let text = UpstreamError::Lost.reply_text();
+                        if self.conn.proto == Protocol::Resp3 {
+                            // Subscribed clients learn it from an error; others on their next command.
+                            self.out.extend_from_slice(&Reply::error(text).to_bytes(self.conn.proto));
+                            self.write_out().await?;
+                        }
+                    }
+                },
+                _ = &mut sleep => return Err(Closed::IdleTimeout),
+                _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
+                _ = shutdown.cancelled() => return Err(Closed::Shutdown),
+            }
+        }
+    }
+
+    async fn serve_batch(&mut self, batch: Vec<Request>) -> Result<(), Closed> {
+        for req in batch {
+            if self.quit {
+                break;
+            }
+            self.route(req).await?;
+        }
+        self.drain().await
+    }
+
+    async fn route(&mut self, req: Request) -> Result<(), Closed> {
+        let route = classify(&req.args);
+        if let Route::Local(local) = route {
+            self.close_segment().await;
+            let reply = self.local(local, &req).await;
+            self.ready(reply);
+            return Ok(());
+        }
+        if !self.conn.authenticated {
+            self.close_segment().await;
+            self.ready(Reply::error("NOAUTH Authentication required."));
+            return Ok(());
+        }
+        if let Err(denied) = self.ctx.policy.check(&req.args) {
+            self.close_segment().await;
+            if self.session.multi {
+                self.session.multi_refused = true;
+            }
+            self.ready(Reply::error(format!("NOPERM {}", denied.0)));
+            return Ok(());
+        }
+        let pin = match route {
+            Route::Pinned(p) => Some(p),
+            _ => None,
+        };
+        // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
+        let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
+        if self.pinned.is_none() && (pin.is_none() || stateless_end) {
+            self.seg.extend_from_slice(&req.raw);
+            self.seg_count += 1;
+            return Ok(());
+        }
+        self.to_pinned(req, pin).await
+    }
+
+    async fn to_pinned(&mut self, req: Request, pin: Option<Pin>) -> Result<(), Closed> {
+        if self.pinned.is_none() {
+            // Everything sent before on the shared connection must be answered first.
+            self.drain().await?;
+            match self.ctx.upstream.pin(self.conn.proto).await {
+                Ok(p) => self.pinned = Some(p),
+                Err(e) => {
+                    self.ready(Reply::error(e.reply_text()));
+                    return Ok(());
+                }
+            }
+        }
+        if pin == Some(Pin::Exec) && self.session.multi_refused {
+            let count = self
+                .session
+                .sent(&[Bytes::from_static(b"DISCARD")], Some(Pin::Discard));
+            self.pinned_out
+                .extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
+            let reply = Reply::error("EXECABORT Transaction discarded because of previous errors.")
+                .to_bytes(self.conn.proto);
+            self.slots.push_back(Slot::PinnedReplaced { count, reply });
+            return Ok(());
+        }
+        let count = self.session.sent(&req.args, pin);
+        self.pinned_out.extend_from_slice(&req.raw);
+        self.slots.push_back(Slot::Pinned { count });
+        Ok(())
+    }
+
+    fn ready(&mut self, reply: Reply) {
+        self.slots
+            .push_back(Slot::Ready(reply.to_bytes(self.conn.proto)));
+    }
+
+    /// Hand the open run of shared commands to the client's shared connection.
+    async fn close_segment(&mut self) {
+        if self.seg_count == 0 {
+            return;
+        }
+        let bytes = self.seg.split().freeze();
+        let count = std::mem::take(&mut self.seg_count);
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            bytes,
+            count,
+            reply: tx,
+            budget: self.budget.clone(),
+        };
+        let conn = self.ctx.upstream.shared(self.conn.proto, self.conn.id);
+        if let Err(job) = conn.send(job).await {
+            let _ = job.reply.send(Batch {
+                bytes: Bytes::new(),
+                got: 0,
+                error: Some(UpstreamError::Lost),
+            });
+        }
+        self.slots.push_back(Slot::Shared { count, rx });
+    }
+
+    /// Collect every owed reply in order into the output, writing as it grows; flush once at the end.
+    async fn drain(&mut self) -> Result<(), Closed> {
+        self.close_segment().await;
+        if !self.pinned_out.is_empty() {
+            let bytes = self.pinned_out.split();
+            let sent = match self.pinned.as_mut() {
+                Some(p) => p.write(&bytes).await,
+                None => Err(UpstreamError::Lost),
+            };
+            if let Err(e) = sent {
+                self.fail_pinned_slots(&e);
+            }
+        }
+        while let Some(slot) = self.slots.pop_front() {
+            match slot {
+                Slot::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Slot::Shared { count, rx } => {
+                    let batch = tokio::select! {
+                        b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, error: Some(UpstreamError::Lost) }),
+                        _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
+                    };
+                    self.budget.written(batch.bytes.len());
+                    self.out.extend_from_slice(&batch.bytes);
+                    if batch.got < count {
+                        let err = batch.error.unwrap_or(UpstreamError::Lost);
+                        let reply = Reply::error(err.reply_text()).to_bytes(self.conn.proto);
+                        for _ in batch.got..count {
+                            self.out.extend_from_slice(&reply);
+                        }
+                    }
+                }
+                Slot::Pinned { count } => self.read_pinned(count, None).await?,
+                Slot::PinnedReplaced { count, reply } => {
+                    self.read_pinned(count, Some(reply)).await?
+                }
+            }
+            if self.out.len() >= OUT_HIGH_WATER {
+                self.write_out().await?;
+            }
+        }
+        self.write_out().await?;
+        self.maybe_release();
+        Ok(())
+    }
+
+    /// Read `count` replies from the pinned connection into the output, forwarding any
+    /// out-of-band frames that arrive among them.
+    async fn read_pinned(&mut self, count: usize, replace: Option<Bytes>) -> Result<(), Closed> {
+        let mut got = 0;
+        while got < count {
+            let Some(p) = self.pinned.as_mut() else {
+                break;
+            };
+            let frame = tokio::select! {
+                f = p.read_frame() => f,
+                _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
+            };
+            match frame {
+                Ok(frame) => {
+                    if self.session.is_reply(&frame, self.conn.proto) {
+                        got += 1;
+                        if replace.is_none() {
+                            self.out.extend_from_slice(&frame);
+                        }
+                    } else {
+                        self.out.extend_from_slice(&frame);
+                    }
+                    if self.out.len() >= OUT_HIGH_WATER {
+                        self.write_out().await?;
+                    }
+                }
+                Err(e) => {
+                    debug!(client = self.conn.id, error = %e, "pinned upstream connection lost");
+                    let reply = Reply::error(e.reply_text()).to_bytes(self.conn.proto);
+                    for _ in got..count {
+                        self.out.extend_from_slice(&reply);
+                    }
+                    got = count;
+                    self.fail_pinned_slots(&e);
+                }
+            }
+        }
+        if let Some(reply) = replace {
+            self.out.extend_from_slice(&reply);
+        }
+        Ok(())
+    }
+
+    /// The pinned connection failed: answer its remaining slots with errors and forget its state.
+    fn fail_pinned_slots(&mut self, err: &UpstreamError) {
+        let reply = Reply::error(err.reply_text()).to_bytes(self.conn.proto);
+        for slot in self.slots.iter_mut() {
+            match slot {
+                Slot::Pinned { count } | Slot::PinnedReplaced { count, .. } => {
+                    let mut bytes = BytesMut::new();
+                    for _ in 0..*count {
+                        bytes.extend_from_slice(&reply);
+                    }
+                    *slot = Slot::Ready(bytes.freeze());
+                }
+                _ => {}
+            }
+        }
+        self.drop_pinned();
+    }
+
+    fn drop_pinned(&mut self) {
+        self.pinned = None;
+        self.pinned_out.clear();
+        self.session = Session::default();
+    }
+
+    /// Give the pinned connection back once its state ended and nothing is owed on it.
+    fn maybe_release(&mut self) {
+        if self.pinned.is_some() && self.slots.is_empty() && self.session.is_clean() {
+            if let Some(p) = self.pinned.take() {
+                self.ctx.upstream.release(p);
+            }
+        }
+    }
+
+    /// Write the output buffer to the client.
+    async fn write_out(&mut self) -> Result<(), Closed> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let n = self.out.len();
+        let written = tokio::select! {
+            r = self.wr.write_all(&self.out) => r,
+            _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
+        };
+        written.map_err(Closed::Io)?;
+        self.out.clear();
+        let _ = n;
+        Ok(())
+    }
+
+    pub(super) fn set_quit(&mut self) {
+        self.quit = true;
+    }
+
+    pub(super) fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// RESET: forget every piece of connection state, close any pinned connection.
+    pub(super) async fn reset(&mut self) {
+        self.drain_quietly().await;
+        self.drop_pinned();
+        self.conn.proto = Protocol::Resp2;
+        self.conn.name = None;
+        self.conn.authenticated = self.ctx.config.server.requirepass.is_none();
+    }
+
+    /// Before a local command that changes the connection, let earlier commands finish.
+    pub(super) async fn drain_quietly(&mut self) {
+        let _ = self.drain().await;
+    }
+}
+
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// HELLO changed the protocol: earlier commands are answered in the old one, and a
+    /// pinned connection (which keeps this client's state) is switched along with the client.
+    pub(super) async fn switch_protocol(&mut self, proto: Protocol) {
+        self.drain_quietly().await;
+        if let Some(p) = self.pinned.as_mut() {
+            if p.switch_protocol(proto).await.is_err() {
+                self.drop_pinned();
+            }
+        }
+        self.conn.proto = proto;
+    }
+}

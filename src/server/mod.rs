@@ -1,0 +1,158 @@
+//! The server stage: listeners, the accept loop, client limits and shutdown.
+//!
+//! Owns the client-facing sockets (TCP and an optional unix socket). Each
+//! accepted connection runs [`client::Client`] in its own task, tracked so that
+//! shutdown can stop accepting, let in-flight commands finish and wait for them
+//! within `server.shutdown_grace`.
+
+mod client;
+mod local;
+mod session;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::upstream::Upstream;
+use client::{Client, Closed};
+
+/// The sockets the sidecar serves clients on, already bound (tests bind port 0).
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: Option<UnixListener>,
+}
+
+/// What every client task shares.
+pub struct Ctx {
+    pub config: Config,
+    pub policy: Policy,
+    pub upstream: Upstream,
+    clients: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl Ctx {
+    pub fn new(config: Config, upstream: Upstream) -> Ctx {
+        let policy = Policy::new(&config.policy.deny_commands);
+        Ctx {
+            config,
+            policy,
+            upstream,
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Clients connected right now.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a client for as long as it is held.
+struct ClientSlot(Arc<Ctx>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accept and serve clients until `shutdown`, then drain within the grace period.
+pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let Listeners { tcp, unix } = listeners;
+    loop {
+        let unix_accept = async {
+            match &unix {
+                Some(l) => l.accept().await.map(|(s, _)| s),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = tcp.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let (rd, wr) = stream.into_split();
+                    spawn_client(&ctx, &tracker, &shutdown, rd, wr, peer.to_string(), local);
+                }
+                Err(e) => accept_error(e).await,
+            },
+            accepted = unix_accept => match accepted {
+                Ok(stream) => {
+                    let (rd, wr) = stream.into_split();
+                    spawn_client(&ctx, &tracker, &shutdown, rd, wr, "unix".into(), "unix".into());
+                }
+                Err(e) => accept_error(e).await,
+            },
+        }
+    }
+    drop(tcp);
+    drop(unix);
+    tracker.close();
+    let grace = ctx.config.server.shutdown_grace;
+    info!(clients = ctx.clients(), grace = ?grace, "shutting down: stopped accepting, finishing in-flight commands");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(
+            clients = ctx.clients(),
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+}
+
+/// Accept errors (typically EMFILE) must not spin the loop; back off briefly.
+async fn accept_error(e: std::io::Error) {
+    warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+fn spawn_client<R, W>(
+    ctx: &Arc<Ctx>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    rd: R,
+    mut wr: W,
+    peer: String,
+    local: String,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let max = ctx.config.server.max_clients;
+    if ctx.clients.fetch_add(1, Ordering::Relaxed) >= max {
+        ctx.clients.fetch_sub(1, Ordering::Relaxed);
+        debug!(%peer, max, "client refused: max_clients reached");
+        tokio::spawn(async move {
+            let _ = wr
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+            let _ = wr.shutdown().await;
+        });
+        return;
+    }
+    let slot = ClientSlot(ctx.clone());
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let client = Client::new(ctx.clone(), rd, wr, id, peer, local);
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let _slot = slot;
+        let closed = client.run(shutdown).await;
+        match closed {
+            Closed::ReplyBufferExceeded => {
+                warn!(client = id, "client disconnected: server.max_reply_buffer exceeded (it sends but does not read)")
+            }
+            Closed::Protocol(e) => debug!(client = id, error = %e, "client disconnected: protocol error"),
+            Closed::IdleTimeout => debug!(client = id, "client disconnected: idle timeout"),
+            other => debug!(client = id, reason = ?other, "client disconnected"),
+        }
+    });
+}

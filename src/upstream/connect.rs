@@ -1,0 +1,277 @@
+//! Opening one upstream connection: TCP, optional TLS (rustls), and the
+//! `HELLO <proto> [AUTH user pass] SETNAME resp-sidecar` handshake.
+//!
+//! Owns socket setup and credentials. It does not decide which connection a
+//! command uses (the pool and pinning logic in this module's siblings do).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::UpstreamError;
+use crate::config::{Endpoint, TlsConfig, UpstreamConfig};
+use crate::resp::{Protocol, ReplyScanner, Request};
+
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Deepest reply nesting accepted from Redis (Lua scripts can nest tables; 7 levels
+/// is Redis's own default for `proto` replies, 256 leaves ample room).
+pub const MAX_REPLY_DEPTH: usize = 256;
+
+/// An open, authenticated upstream connection and its read buffer.
+pub struct Conn {
+    pub read: BoxRead,
+    pub write: BoxWrite,
+    pub rbuf: BytesMut,
+}
+
+/// What the upstream said about itself in its HELLO reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerHello {
+    pub version: String,
+    pub mode: String,
+    pub role: String,
+}
+
+impl Default for ServerHello {
+    fn default() -> Self {
+        ServerHello {
+            version: "7.0.0".into(),
+            mode: "standalone".into(),
+            role: "master".into(),
+        }
+    }
+}
+
+/// Everything needed to open connections to one Redis server.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    username: Option<String>,
+    password: Option<String>,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Connector, UpstreamError> {
+        let tls = match &cfg.tls {
+            Some(tls) => Some(tls_connector(tls, &cfg.endpoint)?),
+            None => None,
+        };
+        Ok(Connector {
+            endpoint: cfg.endpoint.clone(),
+            tls,
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            connect_timeout: cfg.connect_timeout,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Connect, handshake in `proto`, and report the server's HELLO fields.
+    pub async fn connect(&self, proto: Protocol) -> Result<(Conn, ServerHello), UpstreamError> {
+        let addr = self.endpoint.to_string();
+        let open = async {
+            let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
+                .await
+                .map_err(|e| UpstreamError::Connect(format!("connect to {addr}: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            let mut conn = match &self.tls {
+                None => {
+                    let (r, w) = tcp.into_split();
+                    Conn {
+                        read: Box::new(r),
+                        write: Box::new(w),
+                        rbuf: BytesMut::with_capacity(16 * 1024),
+                    }
+                }
+                Some((connector, name)) => {
+                    let stream = connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| UpstreamError::Connect(format!("TLS to {addr}: {e}")))?;
+                    let (r, w) = tokio::io::split(stream);
+                    Conn {
+                        read: Box::new(r),
+                        write: Box::new(w),
+                        rbuf: BytesMut::with_capacity(16 * 1024),
+                    }
+                }
+            };
+            let hello = self.handshake(&mut conn, proto).await?;
+            Ok((conn, hello))
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Connect(format!(
+                "connect to {addr} timed out after {:?}",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        conn: &mut Conn,
+        proto: Protocol,
+    ) -> Result<ServerHello, UpstreamError> {
+        let mut args: Vec<Bytes> = vec![
+            Bytes::from_static(b"HELLO"),
+            Bytes::from_static(match proto {
+                Protocol::Resp2 => b"2",
+                Protocol::Resp3 => b"3",
+            }),
+        ];
+        if let Some(password) = &self.password {
+            let user = self.username.clone().unwrap_or_else(|| "default".into());
+            args.push(Bytes::from_static(b"AUTH"));
+            args.push(Bytes::from(user));
+            args.push(Bytes::from(password.clone()));
+        }
+        args.push(Bytes::from_static(b"SETNAME"));
+        args.push(Bytes::from_static(b"resp-sidecar"));
+        let req = Request::from_args(args);
+        conn.write
+            .write_all(&req.raw)
+            .await
+            .map_err(|e| UpstreamError::Connect(format!("handshake write: {e}")))?;
+        let reply = read_one(conn).await?;
+        if reply.first() == Some(&b'-') {
+            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+            return Err(UpstreamError::Handshake(text));
+        }
+        Ok(ServerHello {
+            version: field(&reply, b"version").unwrap_or_else(|| ServerHello::default().version),
+            mode: field(&reply, b"mode").unwrap_or_else(|| "standalone".into()),
+            role: field(&reply, b"role").unwrap_or_else(|| "master".into()),
+        })
+    }
+}
+
+/// Read exactly one complete frame from a connection (handshake and control use only).
+pub async fn read_one(conn: &mut Conn) -> Result<Bytes, UpstreamError> {
+    let mut scanner = ReplyScanner::new(MAX_REPLY_DEPTH);
+    loop {
+        if let Some(len) = scanner
+            .scan(&conn.rbuf)
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        {
+            return Ok(conn.rbuf.split_to(len).freeze());
+        }
+        conn.rbuf.reserve(4096);
+        let n = conn
+            .read
+            .read_buf(&mut conn.rbuf)
+            .await
+            .map_err(|e| UpstreamError::Connect(format!("handshake read: {e}")))?;
+        if n == 0 {
+            return Err(UpstreamError::Connect(
+                "upstream closed the connection during the handshake".into(),
+            ));
+        }
+    }
+}
+
+/// The bulk-string value following the bulk-string `name` in a flat HELLO reply.
+fn field(reply: &[u8], name: &[u8]) -> Option<String> {
+    let mut key = format!("${}\r\n", name.len()).into_bytes();
+    key.extend_from_slice(name);
+    key.extend_from_slice(b"\r\n");
+    let at = memchr::memmem::find(reply, &key)? + key.len();
+    let rest = &reply[at..];
+    let rest = rest.strip_prefix(b"$")?;
+    let eol = memchr::memmem::find(rest, b"\r\n")?;
+    let len: usize = std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()?;
+    let value = rest.get(eol + 2..eol + 2 + len)?;
+    Some(String::from_utf8_lossy(value).into_owned())
+}
+
+fn tls_connector(
+    tls: &TlsConfig,
+    endpoint: &Endpoint,
+) -> Result<(TlsConnector, ServerName<'static>), UpstreamError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            for cert in read_certs(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = read_certs(cert)?;
+            let key = std::fs::File::open(key)
+                .map_err(|e| UpstreamError::Tls(format!("{}: {e}", key.display())))
+                .and_then(|f| {
+                    rustls_pemfile::private_key(&mut std::io::BufReader::new(f))
+                        .map_err(|e| UpstreamError::Tls(format!("{}: {e}", key.display())))?
+                        .ok_or_else(|| {
+                            UpstreamError::Tls(format!("{}: no private key", key.display()))
+                        })
+                })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| UpstreamError::Tls(format!("client certificate: {e}")))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(UpstreamError::Tls(
+                "upstream.tls_cert_file and upstream.tls_key_file must be set together".into(),
+            ))
+        }
+    };
+    let host = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| endpoint.host.clone());
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| UpstreamError::Tls(format!("server name {host:?}: {e}")))?;
+    Ok((TlsConnector::from(Arc::new(config)), name))
+}
+
+fn read_certs(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, UpstreamError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(UpstreamError::Tls(format!(
+            "{}: no certificates",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_fields_are_read_from_resp2_and_resp3_replies() {
+        let resp3 = b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:5\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+        assert_eq!(field(resp3, b"version").as_deref(), Some("7.0.15"));
+        assert_eq!(field(resp3, b"mode").as_deref(), Some("standalone"));
+        assert_eq!(field(resp3, b"role").as_deref(), Some("master"));
+        assert_eq!(field(resp3, b"nosuch"), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! The upstream stage: every byte exchanged with Redis.
+//!
+//! [`Upstream`] owns a small pool of shared, pipelined connections per protocol
+//! version (stateless commands from many clients) and hands out pinned
+//! connections (per-client state) within `upstream.max_pinned`. It knows the
+//! server's HELLO fields for the client-facing HELLO reply. Primary discovery
+//! (Sentinel) plugs in here: connectors are built from the current address.
+
+mod connect;
+mod pinned;
+mod shared;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use connect::{Connector, ServerHello};
+pub use pinned::PinnedConn;
+pub use shared::{Batch, Job, SharedConn};
+
+use crate::config::UpstreamConfig;
+use crate::resp::Protocol;
+
+/// Clean pinned connections kept for reuse, per protocol version.
+const IDLE_PINNED: usize = 32;
+/// How long a clean pinned connection may sit unused before it is closed.
+const IDLE_PINNED_TTL: Duration = Duration::from_secs(60);
+
+/// Why an upstream exchange failed. The server turns these into replies.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Nothing was sent: connecting failed or timed out.
+    #[error("{0}")]
+    Connect(String),
+    #[error("upstream refused the handshake: {0}")]
+    Handshake(String),
+    #[error("upstream TLS setup: {0}")]
+    Tls(String),
+    #[error("too many pinned upstream connections (upstream.max_pinned = {0})")]
+    PinnedLimit(usize),
+    #[error("upstream closed the connection")]
+    Closed,
+    #[error("upstream connection lost")]
+    Lost,
+    #[error("upstream connection error: {0}")]
+    Io(String),
+    #[error("upstream did not reply within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+impl UpstreamError {
+    /// True when the command certainly never reached Redis, so the client may retry it safely.
+    pub fn before_send(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect(_)
+                | UpstreamError::Handshake(_)
+                | UpstreamError::Tls(_)
+                | UpstreamError::PinnedLimit(_)
+        )
+    }
+
+    /// The error reply a client gets for a command this error left without a reply.
+    pub fn reply_text(&self) -> String {
+        if self.before_send() {
+            format!("TRYAGAIN {self}")
+        } else if let UpstreamError::Timeout(_) = self {
+            format!("TRYAGAIN {self}; the command may have been executed")
+        } else {
+            format!("ERR {self} before the reply arrived; the command may have been executed")
+        }
+    }
+}
+
+/// Reply bytes received for a client but not yet written to it. A client that sends
+/// but never reads is disconnected when this passes `server.max_reply_buffer`.
+#[derive(Debug)]
+pub struct ReplyBudget {
+    pending: AtomicUsize,
+    limit: usize,
+    over: CancellationToken,
+}
+
+impl ReplyBudget {
+    pub fn new(limit: usize) -> Self {
+        ReplyBudget {
+            pending: AtomicUsize::new(0),
+            limit,
+            over: CancellationToken::new(),
+        }
+    }
+
+    pub fn add(&self, n: usize) {
+        let now = self.pending.fetch_add(n, Ordering::Relaxed) + n;
+        if now > self.limit {
+            self.over.cancel();
+        }
+    }
+
+    pub fn written(&self, n: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
+    /// Resolves once the limit was exceeded.
+    pub fn exceeded(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.over.cancelled()
+    }
+
+    pub fn is_exceeded(&self) -> bool {
+        self.over.is_cancelled()
+    }
+}
+
+/// The upstream: shared pools and pinned connections to one Redis server.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: Connector,
+    pools: [Vec<SharedConn>; 2],
+    pinned: Arc<Semaphore>,
+    max_pinned: usize,
+    idle: Mutex<[Vec<PinnedConn>; 2]>,
+    hello: Arc<Mutex<Option<ServerHello>>>,
+}
+
+fn slot(proto: Protocol) -> usize {
+    match proto {
+        Protocol::Resp2 => 0,
+        Protocol::Resp3 => 1,
+    }
+}
+
+impl Upstream {
+    /// Build the connector and start the shared connection tasks (they connect eagerly and
+    /// keep retrying; the sidecar serves `-TRYAGAIN` until Redis answers).
+    pub fn start(
+        cfg: &UpstreamConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Upstream, UpstreamError> {
+        let connector = Connector::new(cfg)?;
+        let hello = Arc::new(Mutex::new(None));
+        let pool = |proto| {
+            (0..cfg.pool_size.max(1))
+                .map(|_| {
+                    SharedConn::spawn(
+                        connector.clone(),
+                        proto,
+                        cfg.command_timeout,
+                        hello.clone(),
+                        shutdown.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let pools = [pool(Protocol::Resp2), pool(Protocol::Resp3)];
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                connector,
+                pools,
+                pinned: Arc::new(Semaphore::new(cfg.max_pinned)),
+                max_pinned: cfg.max_pinned,
+                idle: Mutex::new([Vec::new(), Vec::new()]),
+                hello,
+            }),
+        })
+    }
+
+    /// The shared connection a client uses for its stateless commands. Sticky per client
+    /// so its commands stay in order on one connection.
+    pub fn shared(&self, proto: Protocol, client_id: u64) -> &SharedConn {
+        let pool = &self.inner.pools[slot(proto)];
+        &pool[(client_id as usize) % pool.len()]
+    }
+
+    /// A dedicated connection for one client, within `upstream.max_pinned`.
+    pub async fn pin(&self, proto: Protocol) -> Result<PinnedConn, UpstreamError> {
+        let permit = self
+            .inner
+            .pinned
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| UpstreamError::PinnedLimit(self.inner.max_pinned))?;
+        loop {
+            let reused = self
+                .inner
+                .idle
+                .lock()
+                .ok()
+                .and_then(|mut idle| idle[slot(proto)].pop());
+            let Some(mut conn) = reused else { break };
+            if conn.idle_since.elapsed() < IDLE_PINNED_TTL && conn.is_reusable().await {
+                conn._permit = Some(permit);
+                return Ok(conn);
+            }
+        }
+        let (conn, hello) = self.inner.connector.connect(proto).await?;
+        if let Ok(mut slot) = self.inner.hello.lock() {
+            *slot = Some(hello);
+        }
+        Ok(PinnedConn::new(conn, proto, Some(permit)))
+    }
+
+    /// Give back a pinned connection whose state ended cleanly (nothing pending, no
+    /// transaction, watch, subscription, db or tracking left). Dropping one instead closes it.
+    pub fn release(&self, mut conn: PinnedConn) {
+        conn._permit = None;
+        conn.idle_since = Instant::now();
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            let list = &mut idle[slot(conn.protocol())];
+            if list.len() < IDLE_PINNED {
+                list.push(conn);
+            }
+        }
+    }
+
+    /// Pinned connections currently held by clients.
+    pub fn pinned_in_use(&self) -> usize {
+        self.inner.max_pinned - self.inner.pinned.available_permits()
+    }
+
+    /// The server's HELLO fields from the latest handshake (defaults before the first).
+    pub fn server_hello(&self) -> ServerHello {
+        self.inner
+            .hello
+            .lock()
+            .ok()
+            .and_then(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    /// True while at least one shared connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.pools.iter().flatten().any(|c| c.is_connected())
+    }
+}

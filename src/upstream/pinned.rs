@@ -1,0 +1,111 @@
+//! Pinned upstream connections: one client's dedicated connection for as long as
+//! it holds per-connection state in Redis (MULTI, WATCH, blocking commands,
+//! subscriptions, a selected db, tracking, CLIENT REPLY).
+//!
+//! The owning client task writes to it and reads frames from it directly; no
+//! other client ever sees it. A connection that ends its state cleanly goes back
+//! to a small idle list for reuse; one whose state is unknown is closed.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::connect::{Conn, MAX_REPLY_DEPTH};
+use super::UpstreamError;
+use crate::resp::{Protocol, ReplyScanner};
+
+/// A dedicated upstream connection held by one client.
+pub struct PinnedConn {
+    pub(super) conn: Conn,
+    pub(super) scanner: ReplyScanner,
+    pub(super) proto: Protocol,
+    pub(super) _permit: Option<OwnedSemaphorePermit>,
+    pub(super) idle_since: Instant,
+}
+
+impl PinnedConn {
+    pub(super) fn new(conn: Conn, proto: Protocol, permit: Option<OwnedSemaphorePermit>) -> Self {
+        PinnedConn {
+            conn,
+            scanner: ReplyScanner::new(MAX_REPLY_DEPTH),
+            proto,
+            _permit: permit,
+            idle_since: Instant::now(),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.proto
+    }
+
+    /// Send raw command bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.conn
+            .write
+            .write_all(bytes)
+            .await
+            .map_err(|e| UpstreamError::Io(e.to_string()))
+    }
+
+    /// The next complete frame from Redis: a reply, or a push (pub/sub message, invalidation).
+    ///
+    /// Cancel-safe: partial progress stays in the connection's buffer and scanner, so this
+    /// can sit in a `select!` beside the client socket.
+    pub async fn read_frame(&mut self) -> Result<Bytes, UpstreamError> {
+        loop {
+            match self.scanner.scan(&self.conn.rbuf) {
+                Ok(Some(len)) => return Ok(self.conn.rbuf.split_to(len).freeze()),
+                Ok(None) => {}
+                Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+            }
+            if self.conn.rbuf.capacity() - self.conn.rbuf.len() < 8 * 1024 {
+                self.conn.rbuf.reserve(64 * 1024);
+            }
+            match self.conn.read.read_buf(&mut self.conn.rbuf).await {
+                Ok(0) => return Err(UpstreamError::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(UpstreamError::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// True when nothing is buffered and the peer has not closed: safe to hand to another client.
+    pub(super) async fn is_reusable(&mut self) -> bool {
+        if !self.conn.rbuf.is_empty() {
+            return false;
+        }
+        let probe = self.conn.read.read_buf(&mut self.conn.rbuf);
+        // A ready read on an idle connection is either EOF or unexpected bytes: both disqualify.
+        tokio::time::timeout(std::time::Duration::ZERO, probe)
+            .await
+            .is_err()
+    }
+}
+
+impl PinnedConn {
+    /// Switch this connection's protocol with HELLO, keeping its state (HELLO does not reset it).
+    pub async fn switch_protocol(&mut self, proto: Protocol) -> Result<(), UpstreamError> {
+        let hello: &[u8] = match proto {
+            Protocol::Resp2 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n",
+            Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+        };
+        self.write(hello).await?;
+        loop {
+            let frame = self.read_frame().await?;
+            // Out-of-band pushes cannot arrive on a RESP2 connection; a RESP3 one may carry
+            // invalidations before the HELLO reply, which are dropped with the old protocol.
+            if frame.first() == Some(&b'-') {
+                return Err(UpstreamError::Protocol(
+                    String::from_utf8_lossy(&frame).trim_end().into(),
+                ));
+            }
+            if frame.first() != Some(&b'>') {
+                break;
+            }
+        }
+        self.proto = proto;
+        Ok(())
+    }
+}

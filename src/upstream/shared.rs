@@ -1,0 +1,420 @@
+//! Shared, pipelined upstream connections.
+//!
+//! One task per connection owns the socket. Clients hand it [`Job`]s: the raw
+//! bytes of one or more consecutive commands and a one-shot channel for their
+//! replies. The writer coalesces every job that is waiting into one write; the
+//! reader finds reply boundaries with the incremental scanner and hands each job
+//! exactly its `count` replies as one zero-copy `Bytes`. Replies therefore go
+//! back to the client and slot they belong to, in order.
+//!
+//! On any failure every job in flight gets what was read for it plus an error for
+//! the rest; nothing is replayed. The task reconnects with jittered backoff, and
+//! while Redis is unreachable it answers new jobs at once instead of queueing them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::connect::{BoxRead, Connector, ServerHello, MAX_REPLY_DEPTH};
+use super::{ReplyBudget, UpstreamError};
+use crate::resp::{is_push, Protocol, ReplyScanner};
+
+/// Bytes of queued jobs coalesced into one write.
+const WRITE_COALESCE: usize = 256 * 1024;
+/// Jobs waiting for one connection before senders wait (backpressure).
+const QUEUE_DEPTH: usize = 8192;
+
+/// Consecutive commands of one client for one shared connection.
+pub struct Job {
+    pub bytes: Bytes,
+    pub count: usize,
+    pub reply: oneshot::Sender<Batch>,
+    pub budget: Arc<ReplyBudget>,
+}
+
+/// The replies to one [`Job`]: `got` complete replies in `bytes`; when `got` is less than
+/// the job's count, `error` says why the remaining commands have no reply.
+#[derive(Debug)]
+pub struct Batch {
+    pub bytes: Bytes,
+    pub got: usize,
+    pub error: Option<UpstreamError>,
+}
+
+/// A handle on one shared connection task.
+#[derive(Clone)]
+pub struct SharedConn {
+    tx: mpsc::Sender<Job>,
+    connected: Arc<AtomicBool>,
+}
+
+impl SharedConn {
+    /// Start the connection task.
+    pub fn spawn(
+        connector: Connector,
+        proto: Protocol,
+        command_timeout: Option<Duration>,
+        hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
+        shutdown: CancellationToken,
+    ) -> SharedConn {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = Task {
+            connector,
+            proto,
+            command_timeout,
+            hello,
+            connected: connected.clone(),
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = task.supervise(rx) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+        SharedConn { tx, connected }
+    }
+
+    /// Queue a job. When the task is gone the job comes back so the caller can answer it.
+    pub async fn send(&self, job: Job) -> Result<(), Job> {
+        self.tx.send(job).await.map_err(|e| e.0)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+struct Task {
+    connector: Connector,
+    proto: Protocol,
+    command_timeout: Option<Duration>,
+    hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
+    connected: Arc<AtomicBool>,
+}
+
+/// What the reader needs to know about a job it has not answered yet.
+struct Pending {
+    count: usize,
+    reply: oneshot::Sender<Batch>,
+    budget: Arc<ReplyBudget>,
+}
+
+impl Task {
+    async fn supervise(self, mut rx: mpsc::Receiver<Job>) {
+        let mut backoff = Backoff::default();
+        let mut failing = false;
+        loop {
+            match self.connector.connect(self.proto).await {
+                Ok((conn, hello)) => {
+                    if failing {
+                        info!(upstream = %self.connector.endpoint(), "upstream reachable again");
+                    }
+                    failing = false;
+                    backoff = Backoff::default();
+                    if let Ok(mut slot) = self.hello.lock() {
+                        *slot = Some(hello);
+                    }
+                    self.connected.store(true, Ordering::Relaxed);
+                    let open = self.serve(conn, &mut rx).await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    if !open {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    if failing {
+                        debug!(upstream = %self.connector.endpoint(), error = %err, "upstream still unreachable");
+                    } else {
+                        warn!(upstream = %self.connector.endpoint(), error = %err, "upstream unreachable; answering -TRYAGAIN until it returns");
+                    }
+                    failing = true;
+                    let until = Instant::now() + backoff.next_delay();
+                    // Until the next attempt, answer at once rather than queue.
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            job = rx.recv() => match job {
+                                Some(job) => fail_job(job, err.clone()),
+                                None => return,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run one connected session. Returns false when every client handle is gone.
+    async fn serve(&self, conn: super::connect::Conn, rx: &mut mpsc::Receiver<Job>) -> bool {
+        let (pending_tx, pending_rx) = mpsc::unbounded_channel::<Pending>();
+        let reader = Reader {
+            read: conn.read,
+            buf: conn.rbuf,
+            pending: pending_rx,
+            scanner: ReplyScanner::new(MAX_REPLY_DEPTH),
+            timeout: self.command_timeout,
+        };
+        let mut reader = tokio::spawn(reader.run());
+        let mut write = conn.write;
+        let mut wbuf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let job = tokio::select! {
+                biased;
+                ended = &mut reader => {
+                    let err = ended.unwrap_or(UpstreamError::Lost);
+                    warn!(upstream = %self.connector.endpoint(), error = %err, "shared upstream connection lost; in-flight commands answered with errors");
+                    return true;
+                }
+                job = rx.recv() => job,
+            };
+            let Some(job) = job else {
+                reader.abort();
+                return false;
+            };
+            let mut next = Some(job);
+            let mut failed = false;
+            while let Some(job) = next.take() {
+                let Job {
+                    bytes,
+                    count,
+                    reply,
+                    budget,
+                } = job;
+                if pending_tx
+                    .send(Pending {
+                        count,
+                        reply,
+                        budget,
+                    })
+                    .is_err()
+                {
+                    failed = true;
+                    break;
+                }
+                if bytes.len() > 16 * 1024 {
+                    if write.write_all(&wbuf).await.is_err()
+                        || write.write_all(&bytes).await.is_err()
+                    {
+                        failed = true;
+                        break;
+                    }
+                    wbuf.clear();
+                } else {
+                    wbuf.extend_from_slice(&bytes);
+                }
+                if wbuf.len() < WRITE_COALESCE {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !failed && !wbuf.is_empty() && write.write_all(&wbuf).await.is_err() {
+                failed = true;
+            }
+            wbuf.clear();
+            if failed {
+                // The reader will see the connection fail too; let it answer what it holds.
+                let _ = write.shutdown().await;
+                let ended = (&mut reader).await;
+                let err = ended.unwrap_or(UpstreamError::Lost);
+                warn!(upstream = %self.connector.endpoint(), error = %err, "shared upstream connection lost while writing");
+                return true;
+            }
+        }
+    }
+}
+
+struct Reader {
+    read: BoxRead,
+    buf: BytesMut,
+    pending: mpsc::UnboundedReceiver<Pending>,
+    scanner: ReplyScanner,
+    timeout: Option<Duration>,
+}
+
+impl Reader {
+    /// Answer jobs until the connection fails; returns why.
+    async fn run(mut self) -> UpstreamError {
+        let mut current: Option<Pending> = None;
+        let mut got = 0usize;
+        let mut end = 0usize; // end of the complete replies of `current` in `buf`
+        loop {
+            // Complete whatever the buffer already holds.
+            loop {
+                if current.is_none() {
+                    match self.pending.try_recv() {
+                        Ok(p) => {
+                            current = Some(p);
+                            got = 0;
+                            end = 0;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let Some(p) = current.as_ref() else { break };
+                match self.scanner.scan(&self.buf[end..]) {
+                    Ok(Some(len)) => {
+                        if is_push(&self.buf[end..end + len]) {
+                            // Shared connections never subscribe or track; a push here means
+                            // the stream is not what we think it is.
+                            let err = UpstreamError::Protocol(
+                                "unexpected push frame on a shared connection".into(),
+                            );
+                            return self.fail(current, got, end, err);
+                        }
+                        end += len;
+                        got += 1;
+                        if got == p.count {
+                            let bytes = self.buf.split_to(end).freeze();
+                            if let Some(p) = current.take() {
+                                p.budget.add(bytes.len());
+                                let _ = p.reply.send(Batch {
+                                    bytes,
+                                    got,
+                                    error: None,
+                                });
+                            }
+                            got = 0;
+                            end = 0;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let err = UpstreamError::Protocol(e.to_string());
+                        return self.fail(current, got, end, err);
+                    }
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 8 * 1024 {
+                self.buf.reserve(64 * 1024);
+            }
+            let owed = current.is_some() || !self.buf.is_empty();
+            if !owed {
+                // Idle: notice a closed connection now, not when the next command is lost.
+                tokio::select! {
+                    p = self.pending.recv() => match p {
+                        Some(p) => { current = Some(p); got = 0; end = 0; }
+                        None => return UpstreamError::Lost,
+                    },
+                    r = self.read.read_buf(&mut self.buf) => match r {
+                        Ok(0) => return UpstreamError::Closed,
+                        Ok(_) => {} // data before its job arrived in the channel: handled above
+                        Err(e) => return UpstreamError::Io(e.to_string()),
+                    },
+                }
+                continue;
+            }
+            if current.is_none() {
+                // Bytes are buffered but the job they belong to is still in the channel.
+                match self.pending.recv().await {
+                    Some(p) => {
+                        current = Some(p);
+                        got = 0;
+                        end = 0;
+                        continue;
+                    }
+                    None => return UpstreamError::Lost,
+                }
+            }
+            let read = self.read.read_buf(&mut self.buf);
+            let result = match self.timeout {
+                Some(limit) => match tokio::time::timeout(limit, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let err = UpstreamError::Timeout(limit);
+                        return self.fail(current, got, end, err);
+                    }
+                },
+                None => read.await,
+            };
+            match result {
+                Ok(0) => return self.fail(current, got, end, UpstreamError::Closed),
+                Ok(_) => {}
+                Err(e) => return self.fail(current, got, end, UpstreamError::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// Hand the current job what it got, and every other job an error, then report `err`.
+    fn fail(
+        mut self,
+        current: Option<Pending>,
+        got: usize,
+        end: usize,
+        err: UpstreamError,
+    ) -> UpstreamError {
+        if let Some(p) = current {
+            let bytes = self.buf.split_to(end).freeze();
+            let _ = p.reply.send(Batch {
+                bytes,
+                got,
+                error: Some(err.clone()),
+            });
+        }
+        self.pending.close();
+        while let Ok(p) = self.pending.try_recv() {
+            let _ = p.reply.send(Batch {
+                bytes: Bytes::new(),
+                got: 0,
+                error: Some(err.clone()),
+            });
+        }
+        err
+    }
+}
+
+fn fail_job(job: Job, err: UpstreamError) {
+    let _ = job.reply.send(Batch {
+        bytes: Bytes::new(),
+        got: 0,
+        error: Some(err),
+    });
+}
+
+/// Exponential reconnect delay with jitter: 50 ms doubling to 1 s, each delay drawn
+/// from [d/2, d] so many sidecars restarting together do not reconnect in lockstep.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(1));
+        let half = d.as_millis() as u64 / 2;
+        Duration::from_millis(half + fastrand::u64(0..=half))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_ceiling_with_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(delays[0] <= Duration::from_millis(50) && delays[0] >= Duration::from_millis(25));
+        for d in &delays[6..] {
+            assert!(
+                *d >= Duration::from_millis(500) && *d <= Duration::from_secs(1),
+                "{d:?}"
+            );
+        }
+    }
+}
