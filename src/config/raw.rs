@@ -298,7 +298,7 @@ impl RawConfig {
     /// and tables, so serialization cannot fail; should it ever, the error is
     /// returned as a TOML comment rather than a panic.
     pub fn to_toml(&self) -> String {
-        match toml::to_string(self) {
+        match toml::to_string_pretty(self) {
             Ok(text) => text,
             Err(err) => format!("# cannot render config: {err}\n"),
         }
