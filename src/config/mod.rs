@@ -153,3 +153,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
+mod tests;
