@@ -165,6 +165,11 @@ fn precedence_for_tls() {
     ));
     assert!(tls("", &[("REDIS_URL", "rediss://h")], None));
     assert!(tls("", &[("REDIS_TLS_ENABLED", "no")], Some("rediss://h")));
+    let with_ca = "[upstream]\ntls = true\ntls_ca_file = \"/etc/ca.pem\"";
+    assert!(!tls(with_ca, &[("REDIS_TLS_ENABLED", "false")], None));
+    let forgot = layered("[upstream]\ntls_ca_file = \"/etc/ca.pem\"", &[], NO_FLAGS);
+    let err = forgot.expect_err("CA file without TLS");
+    assert_eq!(err.key(), Some("upstream.tls_ca_file"));
     let server_name = layered(
         "[upstream]\ntls = true\ntls_server_name = \"cache.internal\"",
         &[],

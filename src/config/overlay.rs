@@ -149,6 +149,7 @@ impl Overlay {
         }
         if let Some(tls) = self.tls {
             raw.upstream.tls = tls;
+            raw.upstream.tls_switched_off = !tls;
             if !tls {
                 raw.upstream.url = without_tls_scheme(&raw.upstream.url);
             }

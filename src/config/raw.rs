@@ -138,6 +138,10 @@ pub(crate) struct RawUpstream {
     pub tls_cert_file: String,
     pub tls_key_file: String,
     pub tls_server_name: String,
+    /// Set by an overlay that turned TLS off (REDIS_TLS_ENABLED=false); not
+    /// a file key.
+    #[serde(skip)]
+    pub tls_switched_off: bool,
     pub sentinels: Vec<String>,
     pub master_name: String,
     pub sentinel_username: String,
@@ -161,6 +165,7 @@ impl Default for RawUpstream {
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
             tls_server_name: String::new(),
+            tls_switched_off: false,
             sentinels: vec!["127.0.0.1:26379".into()],
             master_name: "mymaster".into(),
             sentinel_username: String::new(),

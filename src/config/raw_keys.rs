@@ -146,7 +146,13 @@ pub(crate) fn locate_error(
                 }
             }
         }
-        return invalid(section.clone(), section_err.message().to_owned());
+        let message = match (section.as_str(), value) {
+            (NAMESPACE, toml::Value::Table(_)) => {
+                "write each namespace as a [[namespace]] table (double brackets)".to_owned()
+            }
+            _ => section_err.message().to_owned(),
+        };
+        return invalid(section.clone(), message);
     }
     invalid("(file)".to_owned(), whole.message().to_owned())
 }

@@ -102,6 +102,7 @@ fn upstream(up: &UpstreamConfig) -> RawUpstream {
         tls_cert_file: path(&tls.cert_file),
         tls_key_file: path(&tls.key_file),
         tls_server_name: text(&tls.server_name),
+        tls_switched_off: false,
         sentinels: up.sentinels.iter().map(ToString::to_string).collect(),
         master_name: up.master_name.clone(),
         sentinel_username: text(&up.sentinel_username),

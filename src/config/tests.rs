@@ -126,6 +126,10 @@ fn type_and_value_errors_name_the_key() {
         ("[log]\nformat = \"xml\"", "log.format: unknown variant"),
         ("server = 5", "server: invalid type"),
         ("[[namespace]]\ndb = -1", "namespace.db:"),
+        (
+            "[namespace]\nname = \"a\"",
+            "namespace: write each namespace as a [[namespace]]",
+        ),
     ];
     for (toml, expected) in cases {
         let text = error_text(toml);

@@ -6,7 +6,6 @@
 //! names the dotted key. It does not parse TOML or apply environment and
 //! flag layers.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -230,7 +229,10 @@ fn tls(c: &Check<'_>, raw: &RawUpstream, on: bool) -> Result<Option<TlsConfig>, 
         server_name: non_empty(&raw.tls_server_name),
     };
     if !on {
-        if config != TlsConfig::default() {
+        // A TLS file set while TLS is off is most likely a forgotten
+        // `tls = true`; refuse it, unless REDIS_TLS_ENABLED switched TLS off
+        // on purpose over a file that turns it on.
+        if config != TlsConfig::default() && !raw.tls_switched_off {
             let key = [
                 ("upstream.tls_ca_file", config.ca_file.is_some()),
                 ("upstream.tls_cert_file", config.cert_file.is_some()),
@@ -261,77 +263,70 @@ fn tls(c: &Check<'_>, raw: &RawUpstream, on: bool) -> Result<Option<TlsConfig>, 
 }
 
 fn namespaces(c: &Check<'_>, raw: &[RawNamespace]) -> Result<Vec<NamespaceConfig>, ConfigError> {
-    let mut names = HashSet::new();
-    let mut dbs = HashSet::new();
     let mut out: Vec<NamespaceConfig> = Vec::with_capacity(raw.len());
     for (i, ns) in raw.iter().enumerate() {
         let at = format!(" (in [[namespace]] #{})", i + 1);
         let fail = |key: &str, message: String| c.err(key, format!("{message}{at}"));
-        let name = ns.name.trim().to_owned();
-        if name.is_empty() {
-            return Err(fail("namespace.name", "is required".into()));
-        }
-        if !names.insert(name.clone()) {
-            return Err(fail("namespace.name", format!("{name:?} is used twice")));
-        }
-        if ns.prefix.is_empty() {
-            return Err(fail("namespace.prefix", "must not be empty".into()));
-        }
-        if let Some(other) = out
-            .iter()
-            .find(|o| o.prefix.starts_with(&ns.prefix) || ns.prefix.starts_with(&o.prefix))
-        {
+        let ns = namespace(ns).map_err(|(key, message)| fail(key, message))?;
+        if out.iter().any(|o| o.name == ns.name) {
             return Err(fail(
-                "namespace.prefix",
-                format!(
-                    "{:?} overlaps the prefix {:?} of namespace {:?}",
-                    ns.prefix, other.prefix, other.name
-                ),
+                "namespace.name",
+                format!("{:?} is used twice", ns.name),
             ));
         }
-        if let Some(db) = ns.db {
-            if !dbs.insert(db) {
-                return Err(fail("namespace.db", format!("db {db} is mapped twice")));
-            }
-        }
-        let opt = |key: &str, text: &Option<String>| match text {
-            None => Ok(None),
-            Some(t) => c
-                .optional_duration(key, t)
-                .map_err(|e| fail(key, strip_origin(e))),
+        let overlap = |o: &&NamespaceConfig| {
+            o.prefix.starts_with(&ns.prefix) || ns.prefix.starts_with(&o.prefix)
         };
-        let default_ttl = opt("namespace.default_ttl", &ns.default_ttl)?;
-        let max_ttl = opt("namespace.max_ttl", &ns.max_ttl)?;
-        if let (Some(default), Some(max)) = (default_ttl, max_ttl) {
-            if default > max {
-                return Err(fail(
-                    "namespace.default_ttl",
-                    "must not exceed max_ttl".into(),
-                ));
-            }
+        if let Some(other) = out.iter().find(overlap) {
+            let message = format!(
+                "{:?} overlaps the prefix {:?} of namespace {:?}",
+                ns.prefix, other.prefix, other.name
+            );
+            return Err(fail("namespace.prefix", message));
         }
-        out.push(NamespaceConfig {
-            name,
-            prefix: ns.prefix.clone(),
-            db: ns.db,
-            cache: ns.cache,
-            flush: ns.flush,
-            default_ttl,
-            max_ttl,
-            require_ttl: ns.require_ttl,
-            degrade: ns.degrade,
-            touch_on_read: opt("namespace.touch_on_read", &ns.touch_on_read)?,
-        });
+        if let Some(db) = ns.db.filter(|db| out.iter().any(|o| o.db == Some(*db))) {
+            return Err(fail("namespace.db", format!("db {db} is mapped twice")));
+        }
+        out.push(ns);
     }
     Ok(out)
 }
 
-/// The message part of an `Invalid` error, to re-wrap it with context.
-fn strip_origin(err: ConfigError) -> String {
-    match err {
-        ConfigError::Invalid { message, .. } => message,
-        other => other.to_string(),
+/// One `[[namespace]]` on its own; errors are `(key, message)`.
+fn namespace(ns: &RawNamespace) -> Result<NamespaceConfig, (&'static str, String)> {
+    let name = ns.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(("namespace.name", "is required".into()));
     }
+    if ns.prefix.is_empty() {
+        return Err(("namespace.prefix", "must not be empty".into()));
+    }
+    let ttl = |key: &'static str, text: &Option<String>| match text {
+        None => Ok(None),
+        // "0s" means none, as for the other optional durations.
+        Some(text) => parse_duration(text)
+            .map(|d| Some(d).filter(|d| !d.is_zero()))
+            .map_err(|e| (key, e.to_string())),
+    };
+    let default_ttl = ttl("namespace.default_ttl", &ns.default_ttl)?;
+    let max_ttl = ttl("namespace.max_ttl", &ns.max_ttl)?;
+    if let (Some(default), Some(max)) = (default_ttl, max_ttl) {
+        if default > max {
+            return Err(("namespace.default_ttl", "must not exceed max_ttl".into()));
+        }
+    }
+    Ok(NamespaceConfig {
+        name,
+        prefix: ns.prefix.clone(),
+        db: ns.db,
+        cache: ns.cache,
+        flush: ns.flush,
+        default_ttl,
+        max_ttl,
+        require_ttl: ns.require_ttl,
+        degrade: ns.degrade,
+        touch_on_read: ttl("namespace.touch_on_read", &ns.touch_on_read)?,
+    })
 }
 
 fn policy(c: &Check<'_>, raw: &RawPolicy) -> Result<PolicyConfig, ConfigError> {
