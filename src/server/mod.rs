@@ -152,6 +152,7 @@ fn spawn_client<R, W>(
             }
             Closed::Protocol(e) => debug!(client = id, error = %e, "client disconnected: protocol error"),
             Closed::IdleTimeout => debug!(client = id, "client disconnected: idle timeout"),
+            Closed::Io(e) => debug!(client = id, error = %e, "client disconnected: socket error"),
             other => debug!(client = id, reason = ?other, "client disconnected"),
         }
     });

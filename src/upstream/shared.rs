@@ -221,8 +221,15 @@ impl Task {
             if failed {
                 // The reader will see the connection fail too; let it answer what it holds.
                 let _ = write.shutdown().await;
-                let ended = (&mut reader).await;
-                let err = ended.unwrap_or(UpstreamError::Lost);
+                let err = match tokio::time::timeout(Duration::from_secs(1), &mut reader).await {
+                    Ok(ended) => ended.unwrap_or(UpstreamError::Lost),
+                    Err(_) => {
+                        // Dropping the reader drops its jobs' reply senders: their clients
+                        // get a "connection lost" error for every slot.
+                        reader.abort();
+                        UpstreamError::Lost
+                    }
+                };
                 warn!(upstream = %self.connector.endpoint(), error = %err, "shared upstream connection lost while writing");
                 return true;
             }
