@@ -1,1 +1,3 @@
-pub fn placeholder() {}
+#![forbid(unsafe_code)]
+
+pub mod resp;
