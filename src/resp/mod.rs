@@ -14,9 +14,11 @@
 //!   RESP3 types for RESP2 clients the way Redis does.
 
 mod inline;
+mod reply;
 mod request;
 
 
+pub use reply::{is_push, ReplyScanner};
 pub use request::{Request, RequestDecoder, RequestLimits};
 
 /// A malformed frame. The connection that produced it cannot be resynchronised.
