@@ -13,11 +13,13 @@
 //! - [`encode`] writes a [`Reply`] for a RESP2 or RESP3 client, down-converting
 //!   RESP3 types for RESP2 clients the way Redis does.
 
+mod encode;
 mod inline;
 mod reply;
 mod request;
 
 
+pub use encode::{encode, Protocol, Reply};
 pub use reply::{is_push, ReplyScanner};
 pub use request::{Request, RequestDecoder, RequestLimits};
 
