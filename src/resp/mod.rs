@@ -18,6 +18,8 @@ mod inline;
 mod reply;
 mod request;
 
+#[cfg(test)]
+mod tests;
 
 pub use encode::{encode, Protocol, Reply};
 pub use reply::{is_push, ReplyScanner};
