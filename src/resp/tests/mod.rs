@@ -2,5 +2,6 @@
 //! tests against the `redis-protocol` crate as an independent oracle.
 
 mod encode_tests;
+mod prop_tests;
 mod reply_tests;
 mod request_tests;
