@@ -118,10 +118,11 @@ impl RequestDecoder {
 
     /// Decode the next complete request at the front of `buf`, splitting its bytes off `buf` (split_to + freeze: zero copy).
     ///
-    /// `Ok(None)`: need more bytes; `buf` is untouched and the decoder keeps its progress, so the
-    /// next call (with the same buffer grown at its end) resumes where it stopped instead of
-    /// re-scanning: an array of 10k arguments or a 5 MB bulk arriving in many reads costs linear time.
-    /// Empty inline lines and `*0` / `*-1` arrays are consumed and skipped, as Redis does.
+    /// `Ok(None)`: need more bytes; the incomplete frame in `buf` is untouched and the decoder keeps
+    /// its progress, so the next call (with the same buffer grown at its end) resumes where it
+    /// stopped instead of re-scanning: an array of 10k arguments or a 5 MB bulk arriving in many
+    /// reads costs linear time. Empty inline lines and `*0` / `*-1` arrays are consumed and
+    /// skipped, as Redis does (so they may have been split off `buf` even when `None` is returned).
     /// After an error the connection must be closed; the decoder is reset.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         loop {
