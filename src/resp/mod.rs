@@ -27,7 +27,7 @@ pub use request::{Request, RequestDecoder, RequestLimits};
 
 /// A malformed frame. The connection that produced it cannot be resynchronised.
 ///
-/// Display is "Protocol error: <detail>" exactly like Redis's text (the server prepends "-ERR ").
+/// Display is `Protocol error: <detail>` exactly like Redis's text (the server prepends `-ERR `).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Protocol error: {0}")]
 pub struct ProtocolError(pub String);

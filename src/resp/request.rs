@@ -66,7 +66,7 @@ impl Request {
         Request { raw, args }
     }
 
-    /// The command name (args[0]); empty slice if none.
+    /// The command name (`args[0]`); empty slice if none.
     pub fn name(&self) -> &[u8] {
         self.args.first().map_or(&[], |name| name.as_ref())
     }
