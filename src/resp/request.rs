@@ -1,0 +1,345 @@
+//! Decoding client requests: RESP multibulk arrays and inline command lines.
+//!
+//! The split follows Redis 7.0's `processMultibulkBuffer` and
+//! `processInlineBuffer` byte for byte, error texts included. That matters for
+//! a proxy: the bytes of a multibulk request go upstream untouched, so the
+//! sidecar must see exactly the arguments Redis will see, or policy and
+//! namespacing could be checked against a different command than the one run.
+//! Hence the quirks kept on purpose: a header line ends at its first `\r` and
+//! the byte after it is skipped unchecked, and so are the two bytes after a
+//! bulk's payload; `*0` and negative counts are skipped; an inline line stops
+//! at a NUL byte and never completes (Redis's `strchr`), until it is too big.
+//!
+//! This module does not know command names, arity or keys (that is `command`),
+//! and never reads a socket.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::inline::split_args;
+use super::{parse_i64, put_header, ProtocolError};
+
+/// Longest `*<count>` or `$<len>` header line accepted before its `\r`.
+const MAX_HEADER_LEN: usize = 1024;
+/// Most argument slots allocated up front, whatever count the wire announces.
+const PREALLOC_ARGS: usize = 1024;
+/// Redis refuses multibulk counts above `INT_MAX` whatever its limits say.
+const REDIS_MAX_ARRAY_LEN: usize = i32::MAX as usize;
+
+/// Bounds on one request, checked before anything is buffered or allocated.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest bulk argument (Redis's `proto-max-bulk-len`).
+    pub max_bulk_len: usize,
+    /// Most arguments in one multibulk request.
+    pub max_array_len: usize,
+    /// Longest inline command line (Redis's `PROTO_INLINE_MAX_SIZE`, 64 KiB).
+    pub max_inline_len: usize,
+}
+
+/// One command from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The command exactly as it must go upstream: the client's RESP bytes untouched, or an inline command re-encoded as a RESP array of bulk strings.
+    pub raw: Bytes,
+    /// The arguments, command name first; zero-copy slices of `raw`.
+    pub args: Vec<Bytes>,
+}
+
+impl Request {
+    /// Build a request from arguments (encodes `raw`; used when the sidecar rewrites a command).
+    pub fn from_args(args: Vec<Bytes>) -> Request {
+        let mut raw =
+            BytesMut::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+        put_header(&mut raw, b'*', args.len());
+        let mut spans = Vec::with_capacity(args.len());
+        for arg in &args {
+            put_header(&mut raw, b'$', arg.len());
+            spans.push((raw.len(), arg.len()));
+            raw.extend_from_slice(arg);
+            raw.extend_from_slice(b"\r\n");
+        }
+        let raw = raw.freeze();
+        let args = spans
+            .iter()
+            .map(|&(at, len)| raw.slice(at..at + len))
+            .collect();
+        Request { raw, args }
+    }
+
+    /// The command name (`args[0]`); empty slice if none.
+    pub fn name(&self) -> &[u8] {
+        self.args.first().map_or(&[], |name| name.as_ref())
+    }
+}
+
+/// Where the decoder stands inside the frame at the front of the buffer.
+#[derive(Debug)]
+enum State {
+    /// Nothing of the next frame examined yet.
+    Start,
+    /// An inline line: `scanned` bytes searched without finding its end;
+    /// `stuck` once a NUL was met (the line can then only grow too big).
+    Inline { scanned: usize, stuck: bool },
+    /// A multibulk array: `pos` is where unread bytes start, `remaining` how
+    /// many bulks are still to come, `bulk_len` the announced length of the
+    /// bulk whose header is already read.
+    Multibulk {
+        pos: usize,
+        remaining: usize,
+        bulk_len: Option<usize>,
+    },
+}
+
+/// Resumable request decoder; one per client connection.
+#[derive(Debug)]
+pub struct RequestDecoder {
+    limits: RequestLimits,
+    state: State,
+    /// (offset, length) of each argument read so far in the current array.
+    spans: Vec<(usize, usize)>,
+}
+
+/// Outcome of one step on the frame at the front of the buffer.
+enum Step {
+    Done(Request),
+    /// A frame without arguments was consumed; go on with the next one.
+    Skipped,
+    NeedMore,
+}
+
+impl RequestDecoder {
+    pub fn new(limits: RequestLimits) -> Self {
+        RequestDecoder {
+            limits,
+            state: State::Start,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Decode the next complete request at the front of `buf`, splitting its bytes off `buf` (split_to + freeze: zero copy).
+    ///
+    /// `Ok(None)`: need more bytes; the incomplete frame in `buf` is untouched and the decoder keeps
+    /// its progress, so the next call (with the same buffer grown at its end) resumes where it
+    /// stopped instead of re-scanning: an array of 10k arguments or a 5 MB bulk arriving in many
+    /// reads costs linear time. Empty inline lines and `*0` / `*-1` arrays are consumed and
+    /// skipped, as Redis does (so they may have been split off `buf` even when `None` is returned).
+    /// After an error the connection must be closed; the decoder is reset.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        loop {
+            let step = match self.state {
+                State::Start => self.start(buf),
+                State::Inline { scanned, stuck } => self.inline(buf, scanned, stuck),
+                State::Multibulk {
+                    pos,
+                    remaining,
+                    bulk_len,
+                } => self.multibulk(buf, pos, remaining, bulk_len),
+            };
+            match step {
+                Ok(Step::Done(request)) => return Ok(Some(request)),
+                Ok(Step::Skipped) => continue,
+                Ok(Step::NeedMore) => return Ok(None),
+                Err(error) => {
+                    self.reset();
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Start;
+        self.spans.clear();
+        if self.spans.capacity() > PREALLOC_ARGS {
+            self.spans = Vec::new();
+        }
+    }
+
+    /// Look at the first byte: `*` opens a multibulk array, anything else an inline line.
+    fn start(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        match buf.first() {
+            None => Ok(Step::NeedMore),
+            Some(b'*') => {
+                let Some((count, pos)) = header(buf, 0, "too big mbulk count string")? else {
+                    return Ok(Step::NeedMore);
+                };
+                let count = parse_i64(count).filter(|&n| n <= REDIS_MAX_ARRAY_LEN as i64);
+                let Some(count) = count else {
+                    return Err(ProtocolError::new("invalid multibulk length"));
+                };
+                if count <= 0 {
+                    buf.advance(pos);
+                    return Ok(Step::Skipped);
+                }
+                let remaining = usize::try_from(count).unwrap_or(usize::MAX);
+                if remaining > self.limits.max_array_len {
+                    return Err(ProtocolError::new("invalid multibulk length"));
+                }
+                self.spans.clear();
+                self.spans.reserve(remaining.min(PREALLOC_ARGS));
+                self.state = State::Multibulk {
+                    pos,
+                    remaining,
+                    bulk_len: None,
+                };
+                Ok(Step::Skipped)
+            }
+            Some(_) => {
+                self.state = State::Inline {
+                    scanned: 0,
+                    stuck: false,
+                };
+                Ok(Step::Skipped)
+            }
+        }
+    }
+
+    /// Read bulks until the array is complete or the buffer runs out.
+    fn multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        mut pos: usize,
+        mut remaining: usize,
+        mut bulk_len: Option<usize>,
+    ) -> Result<Step, ProtocolError> {
+        if pos > buf.len() {
+            // The caller broke the contract (the buffer shrank): start the frame over.
+            self.reset();
+            return Ok(Step::Skipped);
+        }
+        while remaining > 0 {
+            let len = match bulk_len {
+                Some(len) => len,
+                None => match self.bulk_header(buf, pos)? {
+                    Some((len, next)) => {
+                        pos = next;
+                        len
+                    }
+                    None => break,
+                },
+            };
+            if buf.len() - pos < len.saturating_add(2) {
+                bulk_len = Some(len);
+                break;
+            }
+            self.spans.push((pos, len));
+            pos += len + 2;
+            bulk_len = None;
+            remaining -= 1;
+        }
+        if remaining > 0 {
+            self.state = State::Multibulk {
+                pos,
+                remaining,
+                bulk_len,
+            };
+            return Ok(Step::NeedMore);
+        }
+        let raw = buf.split_to(pos).freeze();
+        let args = self
+            .spans
+            .iter()
+            .map(|&(at, len)| raw.slice(at..at + len))
+            .collect();
+        self.reset();
+        Ok(Step::Done(Request { raw, args }))
+    }
+
+    /// Read a `$<len>` header at `pos`: the bulk's length and where its payload starts.
+    fn bulk_header(&self, buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
+        let Some((text, next)) = header(buf, pos, "too big bulk count string")? else {
+            return Ok(None);
+        };
+        let kind = buf.get(pos).copied().unwrap_or(b' ');
+        if kind != b'$' {
+            return Err(ProtocolError(format!(
+                "expected '$', got '{}'",
+                printable(kind)
+            )));
+        }
+        match parse_i64(text).and_then(|n| usize::try_from(n).ok()) {
+            Some(len) if len <= self.limits.max_bulk_len => Ok(Some((len, next))),
+            _ => Err(ProtocolError::new("invalid bulk length")),
+        }
+    }
+
+    /// Find the end of an inline line and split it; skip it if it holds no argument.
+    fn inline(
+        &mut self,
+        buf: &mut BytesMut,
+        scanned: usize,
+        stuck: bool,
+    ) -> Result<Step, ProtocolError> {
+        let max = self.limits.max_inline_len;
+        let found = if stuck {
+            None
+        } else {
+            buf.get(scanned..)
+                .and_then(|rest| memchr::memchr2(b'\n', 0, rest))
+        };
+        let newline = match found.map(|i| scanned + i) {
+            Some(at) if buf.get(at) == Some(&b'\n') => at,
+            found => {
+                if buf.len() > max {
+                    return Err(ProtocolError::new("too big inline request"));
+                }
+                self.state = State::Inline {
+                    scanned: buf.len(),
+                    stuck: stuck || found.is_some(),
+                };
+                return Ok(Step::NeedMore);
+            }
+        };
+        // The line's length counts its optional '\r', so the limit is the same
+        // whether the newline arrives in the same read or a later one.
+        if newline > max {
+            return Err(ProtocolError::new("too big inline request"));
+        }
+        let end = if newline > 0 && buf.get(newline - 1) == Some(&b'\r') {
+            newline - 1
+        } else {
+            newline
+        };
+        let args = buf.get(..end).map(split_args).unwrap_or(Ok(Vec::new()));
+        let args = args.map_err(|_| ProtocolError::new("unbalanced quotes in request"))?;
+        buf.advance(newline + 1);
+        self.reset();
+        if args.is_empty() {
+            return Ok(Step::Skipped);
+        }
+        Ok(Step::Done(Request::from_args(
+            args.into_iter().map(Bytes::from).collect(),
+        )))
+    }
+}
+
+/// Find the header line starting at `pos` (its type byte included) the way Redis does:
+/// it ends at the first `\r`, which must be followed by at least one more byte (skipped
+/// unchecked). Returns the text between the type byte and the `\r`, and where the next
+/// frame part starts; `None` when more bytes are needed.
+fn header<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    too_big: &str,
+) -> Result<Option<(&'a [u8], usize)>, ProtocolError> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let window = rest.get(..MAX_HEADER_LEN + 2).unwrap_or(rest);
+    match memchr::memchr(b'\r', window) {
+        Some(cr) if cr > MAX_HEADER_LEN => Err(ProtocolError::new(too_big)),
+        Some(cr) if cr + 1 < rest.len() => {
+            Ok(Some((rest.get(1..cr).unwrap_or_default(), pos + cr + 2)))
+        }
+        Some(_) => Ok(None),
+        None if rest.len() > MAX_HEADER_LEN => Err(ProtocolError::new(too_big)),
+        None => Ok(None),
+    }
+}
+
+/// The byte as Redis's `%c` would show it once its error sanitiser has replaced CR/LF.
+fn printable(b: u8) -> char {
+    match b {
+        b'\r' | b'\n' => ' ',
+        b if b.is_ascii() => char::from(b),
+        _ => '?',
+    }
+}
