@@ -103,18 +103,26 @@ fn subscribed_mode(kind: char, hello3: bool) {
     );
     assert_reply(&sub.cmd_str(&["SET", "after", "1"]), b"+OK\r\n");
     assert_reply(&sub.cmd_str(&["PING"]), b"+PONG\r\n");
-    // Nobody is subscribed to "news" any more apart from the pattern.
-    assert_reply(&publisher.cmd_str(&["PUBLISH", "news", "late"]), b":1\r\n");
+    // Nobody is subscribed to "news" any more; the pattern still matches
+    // "news.late".
+    assert_reply(&publisher.cmd_str(&["PUBLISH", "news", "late"]), b":0\r\n");
+    assert_reply(
+        &publisher.cmd_str(&["PUBLISH", "news.late", "x"]),
+        b":1\r\n",
+    );
     assert_reply(
         &psub.read_reply(),
-        &frame('*', &["pmessage", "news.*", "news", "late"], None),
+        &frame('*', &["pmessage", "news.*", "news.late", "x"], None),
     );
     assert_reply(
         &psub.cmd_str(&["PUNSUBSCRIBE", "news.*"]),
         &frame('*', &["punsubscribe", "news.*"], Some(0)),
     );
     assert_reply(&psub.cmd_str(&["GET", "after"]), b"$1\r\n1\r\n");
-    assert_reply(&publisher.cmd_str(&["PUBLISH", "news", "none"]), b":0\r\n");
+    assert_reply(
+        &publisher.cmd_str(&["PUBLISH", "news.late", "none"]),
+        b":0\r\n",
+    );
     // The unsubscribed client receives nothing further.
     sub.set_read_timeout(Duration::from_millis(200));
     assert_eq!(sub.try_read_reply(), Err(common::ReadEnd::TimedOut));

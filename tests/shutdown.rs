@@ -62,7 +62,7 @@ fn sigterm_lets_an_in_flight_blocking_command_finish() {
 
 #[test]
 fn sigterm_answers_a_slow_command_already_sent() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_with(&["--enable-debug-command", "local"]);
     let mut sidecar =
         SidecarProcess::start(&SidecarToml::new(&redis.url()).server("shutdown_grace = \"5s\""));
     let mut c = sidecar.conn();
