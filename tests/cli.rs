@@ -245,3 +245,33 @@ fn reference_sidecar_toml_passes_check_config() {
     let out = check_config(reference.to_str().expect("utf8"), &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn binary_also_serves_on_the_unix_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let redis = RedisServer::start();
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let sock = dir.path().join("sidecar.sock");
+    let toml = common::SidecarToml::new(&redis.url())
+        .server(&format!("unix_socket = \"{}\"", sock.display()));
+    let _sidecar = common::SidecarProcess::start(&toml);
+    let mut s = common::wait_for("the unix socket", common::READY_TIMEOUT, || {
+        UnixStream::connect(&sock).ok()
+    });
+    s.set_read_timeout(Some(common::READ_TIMEOUT))
+        .expect("timeout");
+    s.write_all(&common::encode_str(&["SET", "via", "unix"]))
+        .expect("write");
+    s.write_all(b"GET via\r\n").expect("write");
+    let want: &[u8] = b"+OK\r\n$4\r\nunix\r\n";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < want.len() {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "unix socket closed after {}", common::show(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_reply(&got, want);
+    assert_reply(&redis.cmd(&["GET", "via"]), b"$4\r\nunix\r\n");
+}
