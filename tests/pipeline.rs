@@ -213,3 +213,58 @@ fn replies_to_a_pipeline_split_across_many_small_writes_stay_in_order() {
         );
     }
 }
+
+#[test]
+fn pipeline_mixing_shared_pinned_and_blocking_commands_matches_redis() {
+    let redis = RedisServer::start();
+    let sidecar = Sidecar::start_for(&redis);
+    let cmds: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["BLPOP", "empty", "0.05"],
+        &["GET", "a"],
+        &["WATCH", "a"],
+        &["INCR", "a"],
+        &["MULTI"],
+        &["INCR", "a"],
+        &["EXEC"],
+        &["GET", "a"],
+        &["RPUSH", "l", "x"],
+        &["BLPOP", "l", "1"],
+        &["SUBSCRIBE", "ch"],
+        &["PING"],
+        &["UNSUBSCRIBE", "ch"],
+        &["SELECT", "2"],
+        &["GET", "a"],
+        &["SET", "a", "in-db-2"],
+        &["HELLO", "3"],
+        &["HSET", "h", "f", "v"],
+        &["HGETALL", "h"],
+        &["BLPOP", "empty", "0.05"],
+        &["GET", "a"],
+    ];
+    let mut pipeline = Vec::new();
+    for c in cmds {
+        pipeline.extend_from_slice(&encode_str(c));
+    }
+    let through = run_pipeline(sidecar.addr(), &[], &pipeline, cmds.len());
+    common::assert_reply(&redis.cmd(&["FLUSHALL"]), b"+OK\r\n");
+    let direct = run_pipeline(redis.addr(), &[], &pipeline, cmds.len());
+    // HELLO carries a connection id and version that legitimately differ.
+    let hello = cmds.iter().position(|c| c[0] == "HELLO").expect("HELLO");
+    for (i, (t, d)) in through.iter().zip(&direct).enumerate() {
+        if i != hello {
+            assert!(
+                t == d,
+                "{:?}: sidecar {} vs redis {}",
+                cmds[i],
+                show(t),
+                show(d)
+            );
+        }
+    }
+    assert!(
+        through[hello].starts_with(b"%7\r\n"),
+        "{}",
+        show(&through[hello])
+    );
+}
