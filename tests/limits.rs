@@ -214,7 +214,7 @@ fn client_that_never_reads_is_disconnected_at_max_reply_buffer() {
     let end = loop {
         match hog.try_read_reply() {
             Ok(r) => {
-                assert_eq!(r.len(), 64 * 1024 + 9, "unexpected reply {}", show(&r));
+                assert_eq!(r.len(), 64 * 1024 + 10, "unexpected reply {}", show(&r));
                 replies += 1;
             }
             Err(e) => break e,
