@@ -21,7 +21,7 @@ use tracing::debug;
 
 use super::session::Session;
 use super::Ctx;
-use crate::command::{classify, Pin, Route};
+use crate::command::{classify, Local, Pin, Route};
 use crate::resp::{Protocol, Reply, Request, RequestDecoder, RequestLimits};
 use crate::upstream::{Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
 
@@ -246,7 +246,11 @@ where
     }
 
     async fn route(&mut self, req: Request) -> Result<(), Closed> {
-        let route = classify(&req.args);
+        let mut route = classify(&req.args);
+        if route == Route::Local(Local::SelectZero) && self.pinned.is_some() {
+            // The pinned connection may sit in another db: it must switch back itself.
+            route = Route::Pinned(Pin::Select);
+        }
         if let Route::Local(local) = route {
             self.close_segment().await;
             let reply = self.local(local, &req).await;

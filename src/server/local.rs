@@ -145,7 +145,8 @@ where
         let (user, pass) = match args.len() {
             2 => (Bytes::from_static(b"default"), args[1].clone()),
             3 => (args[1].clone(), args[2].clone()),
-            _ => return arity("auth"),
+            1 => return arity("auth"),
+            _ => return Reply::error("ERR syntax error"),
         };
         if self.check_password(&user, &pass) {
             self.conn.authenticated = true;

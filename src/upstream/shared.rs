@@ -179,6 +179,12 @@ impl Task {
                 reader.abort();
                 return false;
             };
+            if rx.is_empty() {
+                // The scheduler runs a freshly woken task first, so without this the writer
+                // would send each client's command in its own write. One yield lets every
+                // client that is ready now queue its job: one write, one read for all of them.
+                tokio::task::yield_now().await;
+            }
             let mut next = Some(job);
             let mut failed = false;
             while let Some(job) = next.take() {
