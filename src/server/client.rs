@@ -281,10 +281,10 @@ where
             self.seg_count += 1;
             return Ok(());
         }
-        self.to_pinned(req, pin).await
+        self.send_pinned(req, pin).await
     }
 
-    async fn to_pinned(&mut self, req: Request, pin: Option<Pin>) -> Result<(), Closed> {
+    async fn send_pinned(&mut self, req: Request, pin: Option<Pin>) -> Result<(), Closed> {
         if self.pinned.is_none() {
             // Everything sent before on the shared connection must be answered first.
             self.drain().await?;
