@@ -27,6 +27,8 @@ use crate::upstream::{Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
 
 /// Write the output buffer once it holds this much, even mid-batch.
 const OUT_HIGH_WATER: usize = 64 * 1024;
+/// Read buffer an idle connection keeps (grown on demand while a pipeline streams in).
+const IDLE_INBUF: usize = 1024;
 
 /// Why a client connection ended (logged at debug; never an error of the sidecar).
 #[derive(Debug)]
@@ -107,8 +109,8 @@ where
             ctx,
             rd,
             wr,
-            inbuf: BytesMut::with_capacity(4096),
-            out: BytesMut::with_capacity(4096),
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
             conn: Conn {
                 id,
@@ -160,7 +162,9 @@ where
             }
             let batch_full = batch.len() == max_pipeline;
             if !batch.is_empty() {
-                self.serve_batch(batch).await?;
+                // Boxed: the serving state is large and only lives while a batch is in
+                // flight, which keeps an idle connection's task small.
+                Box::pin(self.serve_batch(batch)).await?;
             }
             if let Some(e) = bad {
                 // Commands before the malformed frame were served; then report and close.
@@ -183,8 +187,16 @@ where
     /// Wait for more bytes from the client; meanwhile forward out-of-band frames (pub/sub
     /// messages, invalidations) from a pinned connection.
     async fn wait_input(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
-        if self.inbuf.capacity() - self.inbuf.len() < 1024 {
-            self.inbuf.reserve(16 * 1024);
+        if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
+            // Give back what a burst grew; an idle connection keeps a small buffer.
+            self.inbuf = BytesMut::new();
+        }
+        if self.inbuf.capacity() - self.inbuf.len() < 512 {
+            let more = if self.inbuf.is_empty() { IDLE_INBUF } else { 16 * 1024 };
+            self.inbuf.reserve(more);
+        }
+        if self.out.is_empty() && self.out.capacity() > OUT_HIGH_WATER {
+            self.out = BytesMut::new();
         }
         let idle = self.ctx.config.server.idle_timeout;
         // Subscribed clients and MONITOR are never idle-timed out, like Redis.

@@ -157,3 +157,29 @@ fn spawn_client<R, W>(
         }
     });
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// 10,000 idle clients must stay well under 100 MB: the per-connection task is the
+    /// largest fixed cost, so keep its future small (batch serving state is boxed).
+    #[test]
+    fn idle_client_task_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cfg = Config::default();
+            let up = Upstream::start(&cfg.upstream, CancellationToken::new()).unwrap();
+            let ctx = Arc::new(Ctx::new(cfg, up));
+            let (a, _b) = tokio::io::duplex(64);
+            let (r, w) = tokio::io::split(a);
+            let client = Client::new(ctx, r, w, 1, String::new(), String::new());
+            let task = client.run(CancellationToken::new());
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 3 * 1024, "client task future grew to {size} bytes");
+        });
+    }
+}
