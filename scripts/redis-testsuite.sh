@@ -122,14 +122,16 @@ stop_pid() {
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A free loopback port outside the range the suite uses for its own servers.
-# Each pass draws from its own range (PORT_BASE) so parallel passes never
-# pick the same port.
-PORT_BASE=40000
+# A free loopback port below the kernel's ephemeral range (outgoing
+# connections take ports there, which a connect probe cannot see) and away
+# from the ports the suite uses for itself (21079-21111, 23079-23111 and
+# those plus 10000). Each pass draws from its own range (PORT_BASE) so
+# parallel passes never pick the same port.
+PORT_BASE=24000
 free_port() {
     local p tries=0
     while [ $tries -lt 200 ]; do
-        p=$(( PORT_BASE + RANDOM % 10000 ))
+        p=$(( PORT_BASE + RANDOM % 3000 ))
         if ! listening "$p"; then
             echo "$p"; return 0
         fi
@@ -343,7 +345,7 @@ run_unit() {
     fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$unit" "$status" "$ok" "$err" "$skip" >>"$OUT/$mode.units"
     sed -nE 's/^\[(ok)\]: (.*) \([0-9]+ ms\)$/\1\t\2/p; s/^\[(err)\]: (.*)$/\1\t\2/p; s/^\[(exception)\]: (.*)$/\1\t\2/p' "$logf" \
-        | sed "s|^|$unit\t|" >>"$OUT/$mode.tests"
+        | sed -E "s| in tests/[^ ]+\.tcl\$||; s|^|$unit\t|" >>"$OUT/$mode.tests"
     log "$mode $unit: $status (ok $ok, err $err)"
 }
 
@@ -354,8 +356,8 @@ run_mode() {
     trap 'trap - INT TERM; log "$mode pass interrupted"; exit 130' INT TERM
     # Separate port ranges, also for the suite's own test server (it listens
     # just below --baseport), so parallel passes cannot cross.
-    if [ "$mode" = direct ]; then PORT_BASE=40000 SUITE_BASEPORT=21111
-    else PORT_BASE=50000 SUITE_BASEPORT=23111; fi
+    if [ "$mode" = direct ]; then PORT_BASE=24000 SUITE_BASEPORT=21111
+    else PORT_BASE=27000 SUITE_BASEPORT=23111; fi
     RANDOM=$(( BASHPID ^ $(date +%N | sed 's/^0*//;s/^$/0/') ))
     mkdir -p "$OUT/$mode"
     : >"$OUT/$mode.units"; : >"$OUT/$mode.tests"
@@ -384,8 +386,8 @@ summary() {
                 if (sst[u] == "passed") spass++
                 units++
             }
-            printf "%-40s %-22s %-22s\n", "TOTAL tests (ok/err)", tdok "/" tderr, tsok "/" tserr
-            printf "%-40s %-22s %-22s\n", "units with tests, clean", dpass "/" units, spass "/" units
+            printf "%-40s %-22s %-22s\n", "TOTAL tests (ok/err)", tdok+0 "/" tderr+0, tsok+0 "/" tserr+0
+            printf "%-40s %-22s %-22s\n", "units with tests, clean", dpass+0 "/" units, spass+0 "/" units
         }' "$OUT/direct.units" "$OUT/sidecar.units"
 
     # Tests that failed through the sidecar but not directly.
