@@ -28,6 +28,9 @@ pub enum Local {
     Reset,
     /// `SELECT 0` while nothing is pinned: the shared connections are in db 0 already.
     SelectZero,
+    /// `SYNC`, `PSYNC`, `REPLCONF`: they turn a connection into a replication link, which a
+    /// proxy cannot carry; always refused, whatever the policy says.
+    Replication,
     ClientId,
     ClientSetName,
     ClientGetName,
@@ -113,6 +116,7 @@ pub fn classify(args: &[Bytes]) -> Route {
         b"PUNSUBSCRIBE" => Route::Pinned(Pin::Unsubscribe(SubKind::Pattern)),
         b"SUNSUBSCRIBE" => Route::Pinned(Pin::Unsubscribe(SubKind::Shard)),
         b"MONITOR" => Route::Pinned(Pin::Monitor),
+        b"SYNC" | b"PSYNC" | b"REPLCONF" => Route::Local(Local::Replication),
         b"SELECT" => {
             if args.len() == 2 && args[1].as_ref() == b"0" {
                 Route::Local(Local::SelectZero)
@@ -212,6 +216,7 @@ mod tests {
             Route::Pinned(Pin::Tracking)
         );
         assert_eq!(classify(&args("client list")), Route::Shared);
+        assert_eq!(classify(&args("psync ? -1")), Route::Local(Local::Replication));
     }
 
     #[test]

@@ -192,7 +192,11 @@ where
             self.inbuf = BytesMut::new();
         }
         if self.inbuf.capacity() - self.inbuf.len() < 512 {
-            let more = if self.inbuf.is_empty() { IDLE_INBUF } else { 16 * 1024 };
+            let more = if self.inbuf.is_empty() {
+                IDLE_INBUF
+            } else {
+                16 * 1024
+            };
             self.inbuf.reserve(more);
         }
         if self.out.is_empty() && self.out.capacity() > OUT_HIGH_WATER {

@@ -46,6 +46,9 @@ where
                 Reply::simple("RESET")
             }
             Local::SelectZero => Reply::ok(),
+            Local::Replication => Reply::error(
+                "NOPERM replication commands (SYNC, PSYNC, REPLCONF) cannot pass through the sidecar; point replicas at Redis directly",
+            ),
             Local::ClientId => Reply::Integer(self.conn.id as i64),
             Local::ClientSetName => match args.get(2) {
                 Some(name) if args.len() == 3 => self.set_name(name.clone()),
@@ -105,6 +108,9 @@ where
             }
         }
         if let Some((user, pass)) = auth {
+            if let Some(refused) = self.foreign_user(&user) {
+                return refused;
+            }
             if !self.check_password(&user, &pass) {
                 return Reply::error(WRONGPASS);
             }
@@ -148,6 +154,9 @@ where
             1 => return arity("auth"),
             _ => return Reply::error("ERR syntax error"),
         };
+        if let Some(refused) = self.foreign_user(&user) {
+            return refused;
+        }
         if self.check_password(&user, &pass) {
             self.conn.authenticated = true;
             Reply::ok()
@@ -161,6 +170,22 @@ where
             None => true,
             Some(expected) => user == b"default" && constant_time_eq(pass, expected.as_bytes()),
         }
+    }
+
+    /// Redis sees every client through the sidecar's own upstream user, so a client logging
+    /// in as some other ACL user must not believe it got that user's (narrower) rights.
+    fn foreign_user(&self, user: &[u8]) -> Option<Reply> {
+        if self.ctx().config.server.requirepass.is_some() {
+            // The sidecar's own password: only `default` exists, others get WRONGPASS.
+            return None;
+        }
+        let upstream_user = self.ctx().config.upstream.username.as_deref().unwrap_or("default");
+        if user == b"default" || user == upstream_user.as_bytes() {
+            return None;
+        }
+        Some(Reply::error(format!(
+            "NOPERM the sidecar talks to Redis as user '{upstream_user}' for every client; per-client ACL users are not supported (set upstream.username instead)"
+        )))
     }
 
     fn set_name(&mut self, name: Bytes) -> Reply {
