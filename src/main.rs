@@ -35,8 +35,14 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     init_tracing(&config);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.threads > 0 {
+    // One thread: the current-thread scheduler, which skips work stealing and cross-thread
+    // wakeups (the cheapest setup for a sidecar that serves one application instance).
+    let mut builder = if config.server.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.server.threads > 1 {
         builder.worker_threads(config.server.threads);
     }
     let runtime = match builder.enable_all().build() {
