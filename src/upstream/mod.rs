@@ -8,6 +8,7 @@
 
 mod connect;
 mod pinned;
+pub mod sentinel;
 mod shared;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
