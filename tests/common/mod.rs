@@ -796,3 +796,5 @@ pub fn redis_cli(args: &[&str], stdin: Option<&[u8]>) -> (ExitStatus, Vec<u8>) {
     let _ = watchdog.join();
     (out.status, out.stdout)
 }
+
+pub mod sentinel;
