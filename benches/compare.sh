@@ -18,6 +18,9 @@
 #                         without" comparisons). The base config already has
 #                         [server] and [policy] tables: use other tables, or
 #                         put the whole config in SIDECAR_CONFIG_BASE.
+#   SIDECAR_EXTRA_SERVER  lines added to the [server] table of that second
+#                         target (e.g. SIDECAR_EXTRA_SERVER='threads = 2');
+#                         either variable starts the second target
 #   SIDECAR_CONFIG_BASE   replaces the base sidecar config (default below)
 #   SIDECAR_BIN           binary to run (default target/release/resp-sidecar)
 #   SKIP_BUILD=1          do not run `cargo build --release`
@@ -175,9 +178,13 @@ if [ "$SKIP_SIDECAR" != 1 ]; then
     start_sidecar sidecar "$SIDECAR_PORT" "$REDIS_PORT" "$SIDECAR_CONFIG_BASE"
     add_target sidecar "$SIDECAR_PORT"
     MAIN_SIDECAR_PID="$SIDECAR_PID"
-    if [ -n "${SIDECAR_EXTRA_TOML:-}" ]; then
+    if [ -n "${SIDECAR_EXTRA_TOML:-}" ] || [ -n "${SIDECAR_EXTRA_SERVER:-}" ]; then
+        extra_base="$SIDECAR_CONFIG_BASE"
+        if [ -n "${SIDECAR_EXTRA_SERVER:-}" ]; then
+            extra_base="${extra_base/\[server\]/[server]$'\n'$SIDECAR_EXTRA_SERVER}"
+        fi
         start_sidecar sidecar+extra "$SIDECAR_X_PORT" "$REDIS_PORT" \
-            "$SIDECAR_CONFIG_BASE"$'\n'"$SIDECAR_EXTRA_TOML"
+            "$extra_base"$'\n'"${SIDECAR_EXTRA_TOML:-}"
         add_target sidecar+extra "$SIDECAR_X_PORT"
     fi
     SIDECAR_PID="$MAIN_SIDECAR_PID"

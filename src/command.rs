@@ -216,7 +216,10 @@ mod tests {
             Route::Pinned(Pin::Tracking)
         );
         assert_eq!(classify(&args("client list")), Route::Shared);
-        assert_eq!(classify(&args("psync ? -1")), Route::Local(Local::Replication));
+        assert_eq!(
+            classify(&args("psync ? -1")),
+            Route::Local(Local::Replication)
+        );
     }
 
     #[test]

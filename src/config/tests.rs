@@ -165,18 +165,25 @@ fn units_in_every_format_through_the_file() {
 
 #[test]
 fn unfinished_features_are_refused_by_key() {
-    let sentinel = error_text("[upstream]\nmode = \"sentinel\"");
+    let cluster = error_text("[upstream]\nmode = \"cluster\"");
     assert!(
-        sentinel.contains("upstream.mode: sentinel mode is not available in this build yet"),
-        "{sentinel}"
+        cluster.contains("upstream.mode: cluster mode is not available in this build yet"),
+        "{cluster}"
     );
-    let via_url = error_text("[upstream]\nurl = \"redis-sentinel://s1/mymaster\"");
-    assert!(via_url.contains("upstream.mode"), "{via_url}");
     let ns = error_text("[[namespace]]\nname = \"session\"\nprefix = \"session:\"");
     assert!(
         ns.contains("namespace: namespaces are not enforced by this build yet; remove [[namespace]] or upgrade"),
         "{ns}"
     );
+}
+
+#[test]
+fn sentinel_mode_is_accepted_from_the_key_or_the_url() {
+    let by_key = Config::from_toml_str("[upstream]\nmode = \"sentinel\"").unwrap();
+    assert_eq!(by_key.upstream.mode, UpstreamMode::Sentinel);
+    let by_url =
+        Config::from_toml_str("[upstream]\nurl = \"redis-sentinel://s1/mymaster\"").unwrap();
+    assert_eq!(by_url.upstream.mode, UpstreamMode::Sentinel);
 }
 
 #[test]

@@ -114,13 +114,7 @@ pub(crate) fn validate(origin: &str, raw: &RawConfig) -> Result<Config, ConfigEr
 pub(crate) fn reject_unfinished_features(origin: &str, config: &Config) -> Result<(), ConfigError> {
     let c = Check { origin };
     match config.upstream.mode {
-        UpstreamMode::Standalone => {}
-        UpstreamMode::Sentinel => {
-            return Err(c.err(
-                "upstream.mode",
-                "sentinel mode is not available in this build yet",
-            ))
-        }
+        UpstreamMode::Standalone | UpstreamMode::Sentinel => {}
         UpstreamMode::Cluster => {
             return Err(c.err(
                 "upstream.mode",

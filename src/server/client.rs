@@ -15,15 +15,17 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::failover::has_readonly;
 use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
 use crate::resp::{Protocol, Reply, Request, RequestDecoder, RequestLimits};
-use crate::upstream::{Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
+use crate::upstream::sentinel::PrimaryState;
+use crate::upstream::{retired, Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
 
 /// Write the output buffer once it holds this much, even mid-batch.
 const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -40,6 +42,18 @@ pub enum Closed {
     IdleTimeout,
     ReplyBufferExceeded,
     Shutdown,
+    /// The upstream connection carrying this client's state (MONITOR, or subscriptions
+    /// that could not be re-established) is gone: closing lets the client reconnect.
+    UpstreamLost,
+}
+
+/// A transaction whose pinned connection was lost (failover or disconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxLost {
+    /// Lost inside MULTI: every queued command errors and EXEC answers EXECABORT.
+    Multi,
+    /// Lost with keys watched: the next EXEC answers nil, as if a watched key changed.
+    Watch,
 }
 
 /// A reply owed to the client, in command order.
@@ -48,6 +62,10 @@ enum Slot {
     Shared {
         count: usize,
         rx: oneshot::Receiver<Batch>,
+        /// The commands sent, kept (a reference, not a copy) in case Redis answers
+        /// `-READONLY` and they are retried on the new primary.
+        sent: Bytes,
+        epoch: u64,
     },
     Pinned {
         count: usize,
@@ -88,6 +106,10 @@ pub struct Client<R, W> {
     pinned: Option<PinnedConn>,
     pinned_out: BytesMut,
     session: Session,
+    /// The state of a pinned connection that was lost, to rebuild on a new one.
+    lost: Option<Session>,
+    tx_lost: Option<TxLost>,
+    primary: watch::Receiver<PrimaryState>,
     quit: bool,
 }
 
@@ -105,6 +127,7 @@ where
         };
         let budget = Arc::new(ReplyBudget::new(s.max_reply_buffer));
         let authenticated = s.requirepass.is_none();
+        let primary = ctx.upstream.discovery().subscribe();
         Client {
             ctx,
             rd,
@@ -130,6 +153,9 @@ where
             pinned: None,
             pinned_out: BytesMut::new(),
             session: Session::default(),
+            lost: None,
+            tx_lost: None,
+            primary,
             quit: false,
         }
     }
@@ -213,9 +239,20 @@ where
         };
         tokio::pin!(sleep);
         loop {
-            let frame = async {
-                match self.pinned.as_mut() {
-                    Some(p) => p.read_frame().await,
+            if let Some(old) = self.lost.take() {
+                Box::pin(self.restore(old)).await?;
+            }
+            let pinned = &mut self.pinned;
+            let primary = &mut self.primary;
+            let frame = async move {
+                match pinned.as_mut() {
+                    Some(p) => {
+                        let epoch = p.epoch();
+                        tokio::select! {
+                            f = p.read_frame() => f,
+                            _ = retired(primary, epoch) => Err(UpstreamError::PrimaryChanged),
+                        }
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -233,15 +270,10 @@ where
                         self.write_out().await?;
                     }
                     Err(e) => {
-                        // The pinned connection died while idle: its state is gone.
+                        // The pinned connection died or its primary changed while idle:
+                        // what can be rebuilt is rebuilt at the top of the loop.
                         debug!(client = self.conn.id, error = %e, "pinned upstream connection lost");
                         self.drop_pinned();
-                        let text = UpstreamError::Lost.reply_text();
-                        if self.conn.proto == Protocol::Resp3 {
-                            // Subscribed clients learn it from an error; others on their next command.
-                            self.out.extend_from_slice(&Reply::error(text).to_bytes(self.conn.proto));
-                            self.write_out().await?;
-                        }
                     }
                 },
                 _ = &mut sleep => return Err(Closed::IdleTimeout),
@@ -290,6 +322,9 @@ where
             Route::Pinned(p) => Some(p),
             _ => None,
         };
+        if self.tx_lost.is_some() && self.lost_transaction(pin).await {
+            return Ok(());
+        }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
         if self.pinned.is_none() && (pin.is_none() || stateless_end) {
@@ -340,6 +375,7 @@ where
             return;
         }
         let bytes = self.seg.split().freeze();
+        let sent = bytes.clone();
         let count = std::mem::take(&mut self.seg_count);
         let (tx, rx) = oneshot::channel();
         let job = Job {
@@ -349,6 +385,7 @@ where
             budget: self.budget.clone(),
         };
         let conn = self.ctx.upstream.shared(self.conn.proto, self.conn.id);
+        let epoch = self.ctx.upstream.epoch();
         if let Err(job) = conn.send(job).await {
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
@@ -356,7 +393,12 @@ where
                 error: Some(UpstreamError::Lost),
             });
         }
-        self.slots.push_back(Slot::Shared { count, rx });
+        self.slots.push_back(Slot::Shared {
+            count,
+            rx,
+            sent,
+            epoch,
+        });
     }
 
     /// Collect every owed reply in order into the output, writing as it grows; flush once at the end.
@@ -364,7 +406,11 @@ where
         self.close_segment().await;
         if !self.pinned_out.is_empty() {
             let bytes = self.pinned_out.split();
+            let stale = self.ctx.upstream.is_sentinel()
+                && self.pinned.as_ref().map(|p| p.epoch()) != Some(self.ctx.upstream.epoch());
             let sent = match self.pinned.as_mut() {
+                // Never write to a primary that is being failed over or was replaced.
+                Some(_) if stale => Err(UpstreamError::PrimaryChanged),
                 Some(p) => p.write(&bytes).await,
                 None => Err(UpstreamError::Lost),
             };
@@ -375,12 +421,20 @@ where
         while let Some(slot) = self.slots.pop_front() {
             match slot {
                 Slot::Ready(bytes) => self.out.extend_from_slice(&bytes),
-                Slot::Shared { count, rx } => {
-                    let batch = tokio::select! {
+                Slot::Shared {
+                    count,
+                    rx,
+                    sent,
+                    epoch,
+                } => {
+                    let mut batch = tokio::select! {
                         b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, error: Some(UpstreamError::Lost) }),
                         _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
                     };
                     self.budget.written(batch.bytes.len());
+                    if self.ctx.upstream.is_sentinel() && has_readonly(&batch.bytes) {
+                        batch.bytes = Box::pin(self.retry_readonly(sent, batch.bytes, epoch)).await;
+                    }
                     self.out.extend_from_slice(&batch.bytes);
                     if batch.got < count {
                         let err = batch.error.unwrap_or(UpstreamError::Lost);
@@ -412,8 +466,10 @@ where
             let Some(p) = self.pinned.as_mut() else {
                 break;
             };
+            let epoch = p.epoch();
             let frame = tokio::select! {
                 f = p.read_frame() => f,
+                _ = retired(&mut self.primary, epoch) => Err(UpstreamError::PrimaryChanged),
                 _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
             };
             match frame {
@@ -465,10 +521,20 @@ where
         self.drop_pinned();
     }
 
+    /// Forget a pinned connection that failed. Its state is kept to rebuild what can be
+    /// rebuilt (subscriptions, db, tracking); a transaction or watch it held is marked lost.
     fn drop_pinned(&mut self) {
         self.pinned = None;
         self.pinned_out.clear();
-        self.session = Session::default();
+        let old = std::mem::take(&mut self.session);
+        if old.multi {
+            self.tx_lost = Some(TxLost::Multi);
+        } else if old.watch {
+            self.tx_lost = Some(TxLost::Watch);
+        }
+        if !old.is_clean() {
+            self.lost = Some(old);
+        }
     }
 
     /// Give the pinned connection back once its state ended and nothing is owed on it.
@@ -507,7 +573,12 @@ where
     /// RESET: forget every piece of connection state, close any pinned connection.
     pub(super) async fn reset(&mut self) {
         self.drain_quietly().await;
-        self.drop_pinned();
+        // RESET drops every piece of state on purpose: nothing to rebuild.
+        self.pinned = None;
+        self.pinned_out.clear();
+        self.session = Session::default();
+        self.lost = None;
+        self.tx_lost = None;
         self.conn.proto = Protocol::Resp2;
         self.conn.name = None;
         self.conn.authenticated = self.ctx.config.server.requirepass.is_none();
@@ -534,5 +605,73 @@ where
             }
         }
         self.conn.proto = proto;
+    }
+}
+
+/// Small accessors the failover module uses (it lives in its own file).
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) fn tx_lost(&self) -> Option<TxLost> {
+        self.tx_lost
+    }
+
+    pub(super) fn clear_tx_lost(&mut self) {
+        self.tx_lost = None;
+    }
+
+    pub(super) fn budget(&self) -> Arc<ReplyBudget> {
+        self.budget.clone()
+    }
+
+    /// Queue a local answer in command order (after the open shared segment).
+    pub(super) async fn answer(&mut self, reply: Reply) {
+        self.close_segment().await;
+        self.ready(reply);
+    }
+
+    pub(super) fn in_pinned_multi(&self) -> bool {
+        self.pinned.is_some() && self.session.multi
+    }
+
+    /// Send DISCARD where the client sent EXEC, and answer `reply` in its slot.
+    pub(super) fn discard_instead_of_exec(&mut self, reply: Bytes) {
+        let count = self
+            .session
+            .sent(&[Bytes::from_static(b"DISCARD")], Some(Pin::Discard));
+        self.pinned_out
+            .extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
+        self.slots.push_back(Slot::PinnedReplaced { count, reply });
+    }
+
+    /// Queue a command whose replies are read and dropped (state being rebuilt).
+    pub(super) fn queue_swallowed(&mut self, req: &Request, pin: Pin) {
+        let count = self.session.sent(&req.args, Some(pin));
+        self.pinned_out.extend_from_slice(&req.raw);
+        self.slots.push_back(Slot::PinnedReplaced {
+            count,
+            reply: Bytes::new(),
+        });
+    }
+
+    /// Take a pinned connection now (waiting for a verified primary within failover_wait).
+    pub(super) async fn pin_now(&mut self) -> Result<(), UpstreamError> {
+        let p = self.ctx.upstream.pin(self.conn.proto).await?;
+        self.pinned = Some(p);
+        Ok(())
+    }
+
+    pub(super) async fn drain_now(&mut self) -> Result<(), Closed> {
+        self.drain().await
+    }
+
+    pub(super) fn push_out(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    pub(super) async fn flush_out(&mut self) -> Result<(), Closed> {
+        self.write_out().await
     }
 }

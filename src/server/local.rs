@@ -179,7 +179,13 @@ where
             // The sidecar's own password: only `default` exists, others get WRONGPASS.
             return None;
         }
-        let upstream_user = self.ctx().config.upstream.username.as_deref().unwrap_or("default");
+        let upstream_user = self
+            .ctx()
+            .config
+            .upstream
+            .username
+            .as_deref()
+            .unwrap_or("default");
         if user == b"default" || user == upstream_user.as_bytes() {
             return None;
         }

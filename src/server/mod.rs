@@ -6,6 +6,7 @@
 //! within `server.shutdown_grace`.
 
 mod client;
+mod failover;
 mod local;
 mod session;
 

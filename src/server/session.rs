@@ -35,6 +35,10 @@ pub struct Session {
     channels: HashSet<Bytes>,
     patterns: HashSet<Bytes>,
     shards: HashSet<Bytes>,
+    /// The arguments of the last `SELECT n` (n != 0) and `CLIENT TRACKING on ...`, to
+    /// rebuild that state on a new primary after a failover.
+    select_args: Option<Vec<Bytes>>,
+    tracking_args: Option<Vec<Bytes>>,
 }
 
 impl Session {
@@ -67,14 +71,17 @@ impl Session {
             Some(Pin::Watch) if !self.multi => self.watch = true,
             Some(Pin::Unwatch) if !self.multi => self.watch = false,
             Some(Pin::Select) => {
-                self.db_selected = args.get(1).map(|a| a.as_ref() != b"0").unwrap_or(true)
+                self.db_selected = args.get(1).map(|a| a.as_ref() != b"0").unwrap_or(true);
+                self.select_args = self.db_selected.then(|| args.to_vec());
             }
             Some(Pin::Tracking) => {
                 if let Some(on) = args.get(2) {
                     if on.eq_ignore_ascii_case(b"on") {
                         self.tracking = true;
+                        self.tracking_args = Some(args.to_vec());
                     } else if on.eq_ignore_ascii_case(b"off") {
                         self.tracking = false;
+                        self.tracking_args = None;
                     }
                 }
             }
@@ -145,6 +152,32 @@ impl Session {
             SubKind::Pattern => &mut self.patterns,
             SubKind::Shard => &mut self.shards,
         }
+    }
+
+    /// Commands that rebuild this connection state on a new primary: the selected db,
+    /// tracking, and every subscription. Transactions and watches are not rebuilt (their
+    /// guarantees died with the old connection) and neither is MONITOR.
+    pub fn restore_commands(&self) -> Vec<(Vec<Bytes>, Pin)> {
+        let mut out = Vec::new();
+        if let Some(args) = self.select_args.clone().filter(|_| self.db_selected) {
+            out.push((args, Pin::Select));
+        }
+        if let Some(args) = self.tracking_args.clone().filter(|_| self.tracking) {
+            out.push((args, Pin::Tracking));
+        }
+        let subs = [
+            ("SUBSCRIBE", &self.channels, SubKind::Channel),
+            ("PSUBSCRIBE", &self.patterns, SubKind::Pattern),
+            ("SSUBSCRIBE", &self.shards, SubKind::Shard),
+        ];
+        for (name, set, kind) in subs {
+            if !set.is_empty() {
+                let mut args = vec![Bytes::from_static(name.as_bytes())];
+                args.extend(set.iter().cloned());
+                out.push((args, Pin::Subscribe(kind)));
+            }
+        }
+        out
     }
 
     /// True when `frame` answers a command (counts against the expected replies);
@@ -250,6 +283,30 @@ mod tests {
             ),
             1
         );
+    }
+
+    #[test]
+    fn restore_rebuilds_db_tracking_and_subscriptions_only() {
+        let mut s = Session::default();
+        s.sent(&args("SELECT 5"), Some(Pin::Select));
+        s.sent(&args("CLIENT TRACKING on BCAST"), Some(Pin::Tracking));
+        s.sent(
+            &args("SUBSCRIBE a b"),
+            Some(Pin::Subscribe(SubKind::Channel)),
+        );
+        s.sent(
+            &args("PSUBSCRIBE p*"),
+            Some(Pin::Subscribe(SubKind::Pattern)),
+        );
+        s.sent(&args("MULTI"), Some(Pin::Multi));
+        let restore = s.restore_commands();
+        let names: Vec<_> = restore.iter().map(|(a, _)| a[0].clone()).collect();
+        assert_eq!(names, vec!["SELECT", "CLIENT", "SUBSCRIBE", "PSUBSCRIBE"]);
+        assert_eq!(restore[1].0.len(), 4);
+        assert_eq!(restore[2].0.len(), 3);
+        s.sent(&args("SELECT 0"), Some(Pin::Select));
+        s.sent(&args("CLIENT TRACKING off"), Some(Pin::Tracking));
+        assert_eq!(s.restore_commands().len(), 2);
     }
 
     #[test]

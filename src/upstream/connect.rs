@@ -55,7 +55,8 @@ impl Default for ServerHello {
 #[derive(Clone)]
 pub struct Connector {
     endpoint: Endpoint,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The TLS connector and the configured server name (`None`: the host connected to).
+    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     username: Option<String>,
     password: Option<String>,
     connect_timeout: Duration,
@@ -64,7 +65,7 @@ pub struct Connector {
 impl Connector {
     pub fn new(cfg: &UpstreamConfig) -> Result<Connector, UpstreamError> {
         let tls = match &cfg.tls {
-            Some(tls) => Some(tls_connector(tls, &cfg.endpoint)?),
+            Some(tls) => Some(tls_connector(tls)?),
             None => None,
         };
         Ok(Connector {
@@ -80,11 +81,20 @@ impl Connector {
         &self.endpoint
     }
 
-    /// Connect, handshake in `proto`, and report the server's HELLO fields.
+    /// Connect to the configured endpoint (standalone mode).
     pub async fn connect(&self, proto: Protocol) -> Result<(Conn, ServerHello), UpstreamError> {
-        let addr = self.endpoint.to_string();
+        self.connect_to(&self.endpoint, proto).await
+    }
+
+    /// Connect to `endpoint`, handshake in `proto`, and report the server's HELLO fields.
+    pub async fn connect_to(
+        &self,
+        endpoint: &Endpoint,
+        proto: Protocol,
+    ) -> Result<(Conn, ServerHello), UpstreamError> {
+        let addr = endpoint.to_string();
         let open = async {
-            let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
+            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
                 .await
                 .map_err(|e| UpstreamError::Connect(format!("connect to {addr}: {e}")))?;
             let _ = tcp.set_nodelay(true);
@@ -98,8 +108,14 @@ impl Connector {
                     }
                 }
                 Some((connector, name)) => {
+                    let name = match name {
+                        Some(name) => name.clone(),
+                        None => ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                            UpstreamError::Tls(format!("server name {:?}: {e}", endpoint.host))
+                        })?,
+                    };
                     let stream = connector
-                        .connect(name.clone(), tcp)
+                        .connect(name, tcp)
                         .await
                         .map_err(|e| UpstreamError::Connect(format!("TLS to {addr}: {e}")))?;
                     let (r, w) = tokio::io::split(stream);
@@ -200,8 +216,7 @@ fn field(reply: &[u8], name: &[u8]) -> Option<String> {
 
 fn tls_connector(
     tls: &TlsConfig,
-    endpoint: &Endpoint,
-) -> Result<(TlsConnector, ServerName<'static>), UpstreamError> {
+) -> Result<(TlsConnector, Option<ServerName<'static>>), UpstreamError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     match &tls.ca_file {
@@ -238,12 +253,13 @@ fn tls_connector(
             ))
         }
     };
-    let host = tls
-        .server_name
-        .clone()
-        .unwrap_or_else(|| endpoint.host.clone());
-    let name = ServerName::try_from(host.clone())
-        .map_err(|e| UpstreamError::Tls(format!("server name {host:?}: {e}")))?;
+    let name = match &tls.server_name {
+        Some(host) => Some(
+            ServerName::try_from(host.clone())
+                .map_err(|e| UpstreamError::Tls(format!("server name {host:?}: {e}")))?,
+        ),
+        None => None,
+    };
     Ok((TlsConnector::from(Arc::new(config)), name))
 }
 

@@ -15,15 +15,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use connect::{Connector, ServerHello};
-pub use pinned::PinnedConn;
+pub use connect::{Connector, ServerHello, MAX_REPLY_DEPTH};
+pub use pinned::{retired, PinnedConn};
 pub use shared::{Batch, Job, SharedConn};
 
-use crate::config::UpstreamConfig;
+use crate::config::{Endpoint, UpstreamConfig, UpstreamMode};
 use crate::resp::Protocol;
+use sentinel::{Discovery, PrimaryState};
 
 /// Clean pinned connections kept for reuse, per protocol version.
 const IDLE_PINNED: usize = 32;
@@ -40,6 +41,12 @@ pub enum UpstreamError {
     Handshake(String),
     #[error("upstream TLS setup: {0}")]
     Tls(String),
+    /// No verified primary within `upstream.failover_wait`.
+    #[error("no primary available: {0}")]
+    NoPrimary(String),
+    /// The primary changed (failover) while the command was in flight.
+    #[error("the upstream primary changed (failover)")]
+    PrimaryChanged,
     #[error("too many pinned upstream connections (upstream.max_pinned = {0})")]
     PinnedLimit(usize),
     #[error("upstream closed the connection")]
@@ -63,6 +70,7 @@ impl UpstreamError {
                 | UpstreamError::Handshake(_)
                 | UpstreamError::Tls(_)
                 | UpstreamError::PinnedLimit(_)
+                | UpstreamError::NoPrimary(_)
         )
     }
 
@@ -129,6 +137,10 @@ pub struct Upstream {
 
 struct Inner {
     connector: Connector,
+    discovery: Discovery,
+    state: watch::Receiver<PrimaryState>,
+    failover_wait: Duration,
+    sentinel: bool,
     pools: [Vec<SharedConn>; 2],
     pinned: Arc<Semaphore>,
     max_pinned: usize,
@@ -151,14 +163,24 @@ impl Upstream {
         shutdown: CancellationToken,
     ) -> Result<Upstream, UpstreamError> {
         let connector = Connector::new(cfg)?;
+        let sentinel = cfg.mode == UpstreamMode::Sentinel;
+        let discovery = if sentinel {
+            Discovery::spawn(cfg, shutdown.clone())
+        } else {
+            Discovery::fixed(cfg.endpoint.clone())
+        };
         let hello = Arc::new(Mutex::new(None));
         let pool = |proto| {
             (0..cfg.pool_size.max(1))
                 .map(|_| {
                     SharedConn::spawn(
                         connector.clone(),
+                        discovery.clone(),
                         proto,
-                        cfg.command_timeout,
+                        shared::Timing {
+                            command_timeout: cfg.command_timeout,
+                            failover_wait: cfg.failover_wait,
+                        },
                         hello.clone(),
                         shutdown.clone(),
                     )
@@ -169,6 +191,10 @@ impl Upstream {
         Ok(Upstream {
             inner: Arc::new(Inner {
                 connector,
+                state: discovery.subscribe(),
+                discovery,
+                failover_wait: cfg.failover_wait,
+                sentinel,
                 pools,
                 pinned: Arc::new(Semaphore::new(cfg.max_pinned)),
                 max_pinned: cfg.max_pinned,
@@ -185,7 +211,8 @@ impl Upstream {
         &pool[(client_id as usize) % pool.len()]
     }
 
-    /// A dedicated connection for one client, within `upstream.max_pinned`.
+    /// A dedicated connection for one client, within `upstream.max_pinned`, to the
+    /// verified primary (waiting up to `upstream.failover_wait` for one).
     pub async fn pin(&self, proto: Protocol) -> Result<PinnedConn, UpstreamError> {
         let permit = self
             .inner
@@ -193,6 +220,7 @@ impl Upstream {
             .clone()
             .try_acquire_owned()
             .map_err(|_| UpstreamError::PinnedLimit(self.inner.max_pinned))?;
+        let (endpoint, epoch) = self.primary().await?;
         loop {
             let reused = self
                 .inner
@@ -201,16 +229,44 @@ impl Upstream {
                 .ok()
                 .and_then(|mut idle| idle[slot(proto)].pop());
             let Some(mut conn) = reused else { break };
-            if conn.idle_since.elapsed() < IDLE_PINNED_TTL && conn.is_reusable().await {
+            if conn.epoch == epoch
+                && conn.idle_since.elapsed() < IDLE_PINNED_TTL
+                && conn.is_reusable().await
+            {
                 conn._permit = Some(permit);
                 return Ok(conn);
             }
         }
-        let (conn, hello) = self.inner.connector.connect(proto).await?;
+        let connected = self.inner.connector.connect_to(&endpoint, proto).await;
+        let (conn, hello) = connected.inspect_err(|_| self.inner.discovery.resolve_now())?;
         if let Ok(mut slot) = self.inner.hello.lock() {
             *slot = Some(hello);
         }
-        Ok(PinnedConn::new(conn, proto, Some(permit)))
+        Ok(PinnedConn::new(conn, proto, Some(permit), epoch))
+    }
+
+    /// The verified primary and its epoch, waiting up to `upstream.failover_wait`.
+    async fn primary(&self) -> Result<(Endpoint, u64), UpstreamError> {
+        let state = self.inner.state.borrow().clone();
+        let state = match state {
+            PrimaryState::Verified { .. } => state,
+            _ => {
+                self.inner
+                    .discovery
+                    .wait_verified(self.inner.failover_wait)
+                    .await
+            }
+        };
+        match state {
+            PrimaryState::Verified {
+                endpoint, epoch, ..
+            } => Ok((endpoint, epoch)),
+            PrimaryState::Unknown { reason } => Err(UpstreamError::NoPrimary(reason)),
+            PrimaryState::FailingOver { .. } => Err(UpstreamError::NoPrimary(format!(
+                "failover in progress for longer than upstream.failover_wait ({:?})",
+                self.inner.failover_wait
+            ))),
+        }
     }
 
     /// Give back a pinned connection whose state ended cleanly (nothing pending, no
@@ -239,6 +295,35 @@ impl Upstream {
             .ok()
             .and_then(|h| h.clone())
             .unwrap_or_default()
+    }
+
+    /// Primary discovery (fixed in standalone mode), for the admin surface and the data path.
+    pub fn discovery(&self) -> &Discovery {
+        &self.inner.discovery
+    }
+
+    /// True when the primary is found through Sentinel (failovers possible).
+    pub fn is_sentinel(&self) -> bool {
+        self.inner.sentinel
+    }
+
+    /// The epoch of the verified primary, 0 while none is verified.
+    pub fn epoch(&self) -> u64 {
+        match &*self.inner.state.borrow() {
+            PrimaryState::Verified { epoch, .. } => *epoch,
+            _ => 0,
+        }
+    }
+
+    /// Wait until a primary other than epoch `old` is verified, up to `upstream.failover_wait`.
+    pub async fn wait_newer_primary(&self, old: u64) -> bool {
+        let mut rx = self.inner.discovery.subscribe();
+        let newer =
+            |s: &PrimaryState| matches!(s, PrimaryState::Verified { epoch, .. } if *epoch > old);
+        tokio::time::timeout(self.inner.failover_wait, rx.wait_for(newer))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// True while at least one shared connection is up.

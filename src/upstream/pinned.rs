@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::connect::{Conn, MAX_REPLY_DEPTH};
+use super::sentinel::PrimaryState;
 use super::UpstreamError;
 use crate::resp::{Protocol, ReplyScanner};
 
@@ -23,17 +24,30 @@ pub struct PinnedConn {
     pub(super) proto: Protocol,
     pub(super) _permit: Option<OwnedSemaphorePermit>,
     pub(super) idle_since: Instant,
+    /// The primary epoch this connection was opened in.
+    pub(super) epoch: u64,
 }
 
 impl PinnedConn {
-    pub(super) fn new(conn: Conn, proto: Protocol, permit: Option<OwnedSemaphorePermit>) -> Self {
+    pub(super) fn new(
+        conn: Conn,
+        proto: Protocol,
+        permit: Option<OwnedSemaphorePermit>,
+        epoch: u64,
+    ) -> Self {
         PinnedConn {
             conn,
             scanner: ReplyScanner::new(MAX_REPLY_DEPTH),
             proto,
             _permit: permit,
             idle_since: Instant::now(),
+            epoch,
         }
+    }
+
+    /// The primary epoch this connection was opened in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -107,5 +121,16 @@ impl PinnedConn {
         }
         self.proto = proto;
         Ok(())
+    }
+}
+
+/// Resolves once the primary of `epoch` is no longer the verified one (a failover
+/// started or finished): connections opened in that epoch must be dropped. Never
+/// resolves in standalone mode, where the primary never changes.
+pub async fn retired(state: &mut watch::Receiver<PrimaryState>, epoch: u64) {
+    let moved =
+        |s: &PrimaryState| !matches!(s, PrimaryState::Verified { epoch: e, .. } if *e == epoch);
+    if state.wait_for(moved).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

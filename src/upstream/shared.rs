@@ -11,18 +11,20 @@
 //! the rest; nothing is replayed. The task reconnects with jittered backoff, and
 //! while Redis is unreachable it answers new jobs at once instead of queueing them.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::connect::{BoxRead, Connector, ServerHello, MAX_REPLY_DEPTH};
+use super::sentinel::{Discovery, PrimaryState};
 use super::{ReplyBudget, UpstreamError};
 use crate::resp::{is_push, Protocol, ReplyScanner};
 
@@ -48,6 +50,15 @@ pub struct Batch {
     pub error: Option<UpstreamError>,
 }
 
+/// Time limits of a shared connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Longest wait for a reply while one is owed (`None`: no limit).
+    pub command_timeout: Option<Duration>,
+    /// Longest time a job waits for a verified primary before `-TRYAGAIN`.
+    pub failover_wait: Duration,
+}
+
 /// A handle on one shared connection task.
 #[derive(Clone)]
 pub struct SharedConn {
@@ -59,8 +70,9 @@ impl SharedConn {
     /// Start the connection task.
     pub fn spawn(
         connector: Connector,
+        discovery: Discovery,
         proto: Protocol,
-        command_timeout: Option<Duration>,
+        timing: Timing,
         hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
         shutdown: CancellationToken,
     ) -> SharedConn {
@@ -68,8 +80,9 @@ impl SharedConn {
         let connected = Arc::new(AtomicBool::new(false));
         let task = Task {
             connector,
+            discovery,
             proto,
-            command_timeout,
+            timing,
             hello,
             connected: connected.clone(),
         };
@@ -94,8 +107,9 @@ impl SharedConn {
 
 struct Task {
     connector: Connector,
+    discovery: Discovery,
     proto: Protocol,
-    command_timeout: Option<Duration>,
+    timing: Timing,
     hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
     connected: Arc<AtomicBool>,
 }
@@ -111,11 +125,18 @@ impl Task {
     async fn supervise(self, mut rx: mpsc::Receiver<Job>) {
         let mut backoff = Backoff::default();
         let mut failing = false;
+        let mut state = self.discovery.subscribe();
+        // Jobs that arrived while no primary was verified, with their arrival time.
+        let mut held: VecDeque<(Job, Instant)> = VecDeque::new();
         loop {
-            match self.connector.connect(self.proto).await {
+            let Some((endpoint, epoch)) = self.await_primary(&mut state, &mut rx, &mut held).await
+            else {
+                return;
+            };
+            match self.connector.connect_to(&endpoint, self.proto).await {
                 Ok((conn, hello)) => {
                     if failing {
-                        info!(upstream = %self.connector.endpoint(), "upstream reachable again");
+                        info!(upstream = %endpoint, "upstream reachable again");
                     }
                     failing = false;
                     backoff = Backoff::default();
@@ -123,24 +144,38 @@ impl Task {
                         *slot = Some(hello);
                     }
                     self.connected.store(true, Ordering::Relaxed);
-                    let open = self.serve(conn, &mut rx).await;
+                    let open = self
+                        .serve(conn, &mut rx, &mut held, &mut state, epoch)
+                        .await;
                     self.connected.store(false, Ordering::Relaxed);
                     if !open {
                         return;
                     }
+                    // Whatever ended the session, make sure the primary is still the primary.
+                    self.discovery.resolve_now();
                 }
                 Err(err) => {
+                    self.discovery.resolve_now();
                     if failing {
-                        debug!(upstream = %self.connector.endpoint(), error = %err, "upstream still unreachable");
+                        debug!(upstream = %endpoint, error = %err, "upstream still unreachable");
                     } else {
-                        warn!(upstream = %self.connector.endpoint(), error = %err, "upstream unreachable; answering -TRYAGAIN until it returns");
+                        warn!(upstream = %endpoint, error = %err, "upstream unreachable; answering -TRYAGAIN until it returns");
                     }
                     failing = true;
+                    for (job, _) in held.drain(..) {
+                        fail_job(job, err.clone());
+                    }
                     let until = Instant::now() + backoff.next_delay();
-                    // Until the next attempt, answer at once rather than queue.
+                    // Until the next attempt, answer at once rather than queue; a newly
+                    // verified primary ends the wait early.
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(until) => break,
+                            changed = state.changed() => {
+                                if changed.is_err() || state.borrow().endpoint() != Some(&endpoint) {
+                                    break;
+                                }
+                            }
                             job = rx.recv() => match job {
                                 Some(job) => fail_job(job, err.clone()),
                                 None => return,
@@ -152,28 +187,99 @@ impl Task {
         }
     }
 
+    /// Wait for a verified primary. Jobs arriving meanwhile are held, each for at most
+    /// `failover_wait`, then answered `-TRYAGAIN`. None when every client handle is gone.
+    async fn await_primary(
+        &self,
+        state: &mut watch::Receiver<PrimaryState>,
+        rx: &mut mpsc::Receiver<Job>,
+        held: &mut VecDeque<(Job, Instant)>,
+    ) -> Option<(crate::config::Endpoint, u64)> {
+        loop {
+            let current = state.borrow_and_update().clone();
+            let reason = match current {
+                PrimaryState::Verified {
+                    endpoint, epoch, ..
+                } => return Some((endpoint, epoch)),
+                PrimaryState::Unknown { reason } => reason,
+                PrimaryState::FailingOver { .. } => "failover in progress".to_string(),
+            };
+            let wait = self.timing.failover_wait;
+            let now = Instant::now();
+            while held.front().is_some_and(|(_, at)| now >= *at + wait) {
+                if let Some((job, _)) = held.pop_front() {
+                    fail_job(job, UpstreamError::NoPrimary(reason.clone()));
+                }
+            }
+            let expiry = held
+                .front()
+                .map(|(_, at)| *at + wait)
+                .unwrap_or_else(|| now + Duration::from_secs(3600));
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        // Discovery is gone (shutdown): nothing will ever be verified.
+                        for (job, _) in held.drain(..) {
+                            fail_job(job, UpstreamError::NoPrimary(reason.clone()));
+                        }
+                        return None;
+                    }
+                }
+                job = rx.recv() => match job {
+                    Some(job) => held.push_back((job, Instant::now())),
+                    None => return None,
+                },
+                _ = tokio::time::sleep_until(expiry) => {}
+            }
+        }
+    }
+
     /// Run one connected session. Returns false when every client handle is gone.
-    async fn serve(&self, conn: super::connect::Conn, rx: &mut mpsc::Receiver<Job>) -> bool {
+    async fn serve(
+        &self,
+        conn: super::connect::Conn,
+        rx: &mut mpsc::Receiver<Job>,
+        held: &mut VecDeque<(Job, Instant)>,
+        state: &mut watch::Receiver<PrimaryState>,
+        epoch: u64,
+    ) -> bool {
         let (pending_tx, pending_rx) = mpsc::unbounded_channel::<Pending>();
         let reader = Reader {
             read: conn.read,
             buf: conn.rbuf,
             pending: pending_rx,
             scanner: ReplyScanner::new(MAX_REPLY_DEPTH),
-            timeout: self.command_timeout,
+            timeout: self.timing.command_timeout,
+            discovery: self.discovery.clone(),
         };
         let mut reader = tokio::spawn(reader.run());
         let mut write = conn.write;
         let mut wbuf = BytesMut::with_capacity(64 * 1024);
+        let still_primary =
+            |s: &PrimaryState| matches!(s, PrimaryState::Verified { epoch: e, .. } if *e == epoch);
         loop {
-            let job = tokio::select! {
-                biased;
-                ended = &mut reader => {
-                    let err = ended.unwrap_or(UpstreamError::Lost);
-                    warn!(upstream = %self.connector.endpoint(), error = %err, "shared upstream connection lost; in-flight commands answered with errors");
-                    return true;
+            let job = if let Some((job, _)) = held.pop_front() {
+                Some(job)
+            } else {
+                tokio::select! {
+                    biased;
+                    ended = &mut reader => {
+                        let err = ended.unwrap_or(UpstreamError::Lost);
+                        warn!(error = %err, "shared upstream connection lost; in-flight commands answered with errors");
+                        return true;
+                    }
+                    changed = state.changed() => {
+                        if changed.is_ok() && still_primary(&state.borrow()) {
+                            continue;
+                        }
+                        // A failover started or the primary moved: stop writing to this one now.
+                        // Dropping the reader answers every command in flight with an error.
+                        reader.abort();
+                        info!("closing shared upstream connection: the primary changed");
+                        return true;
+                    }
+                    job = rx.recv() => job,
                 }
-                job = rx.recv() => job,
             };
             let Some(job) = job else {
                 reader.abort();
@@ -236,7 +342,7 @@ impl Task {
                         UpstreamError::Lost
                     }
                 };
-                warn!(upstream = %self.connector.endpoint(), error = %err, "shared upstream connection lost while writing");
+                warn!(error = %err, "shared upstream connection lost while writing");
                 return true;
             }
         }
@@ -249,6 +355,7 @@ struct Reader {
     pending: mpsc::UnboundedReceiver<Pending>,
     scanner: ReplyScanner,
     timeout: Option<Duration>,
+    discovery: Discovery,
 }
 
 impl Reader {
@@ -280,6 +387,10 @@ impl Reader {
                                 "unexpected push frame on a shared connection".into(),
                             );
                             return self.fail(current, got, end, err);
+                        }
+                        if self.buf[end..].starts_with(b"-READONLY") {
+                            // A replica answered: the primary moved. Find the new one now.
+                            self.discovery.resolve_now();
                         }
                         end += len;
                         got += 1;
