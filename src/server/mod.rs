@@ -1,7 +1,7 @@
 //! The server stage: listeners, the accept loop, client limits and shutdown.
 //!
 //! Owns the client-facing sockets (TCP and an optional unix socket). Each
-//! accepted connection runs [`client::Client`] in its own task, tracked so that
+//! accepted connection runs a client loop (`client.rs`) in its own task, tracked so that
 //! shutdown can stop accepting, let in-flight commands finish and wait for them
 //! within `server.shutdown_grace`.
 

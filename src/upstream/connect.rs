@@ -55,8 +55,7 @@ impl Default for ServerHello {
 #[derive(Clone)]
 pub struct Connector {
     endpoint: Endpoint,
-    /// The TLS connector and the configured server name (`None`: the host connected to).
-    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    tls: Option<TlsSetup>,
     username: Option<String>,
     password: Option<String>,
     connect_timeout: Duration,
@@ -65,7 +64,7 @@ pub struct Connector {
 impl Connector {
     pub fn new(cfg: &UpstreamConfig) -> Result<Connector, UpstreamError> {
         let tls = match &cfg.tls {
-            Some(tls) => Some(tls_connector(tls)?),
+            Some(tls) => Some(tls_setup(tls)?),
             None => None,
         };
         Ok(Connector {
@@ -94,38 +93,7 @@ impl Connector {
     ) -> Result<(Conn, ServerHello), UpstreamError> {
         let addr = endpoint.to_string();
         let open = async {
-            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-                .await
-                .map_err(|e| UpstreamError::Connect(format!("connect to {addr}: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            let mut conn = match &self.tls {
-                None => {
-                    let (r, w) = tcp.into_split();
-                    Conn {
-                        read: Box::new(r),
-                        write: Box::new(w),
-                        rbuf: BytesMut::with_capacity(16 * 1024),
-                    }
-                }
-                Some((connector, name)) => {
-                    let name = match name {
-                        Some(name) => name.clone(),
-                        None => ServerName::try_from(endpoint.host.clone()).map_err(|e| {
-                            UpstreamError::Tls(format!("server name {:?}: {e}", endpoint.host))
-                        })?,
-                    };
-                    let stream = connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| UpstreamError::Connect(format!("TLS to {addr}: {e}")))?;
-                    let (r, w) = tokio::io::split(stream);
-                    Conn {
-                        read: Box::new(r),
-                        write: Box::new(w),
-                        rbuf: BytesMut::with_capacity(16 * 1024),
-                    }
-                }
-            };
+            let mut conn = open(endpoint, self.tls.as_ref()).await?;
             let hello = self.handshake(&mut conn, proto).await?;
             Ok((conn, hello))
         };
@@ -214,9 +182,50 @@ fn field(reply: &[u8], name: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(value).into_owned())
 }
 
-fn tls_connector(
-    tls: &TlsConfig,
-) -> Result<(TlsConnector, Option<ServerName<'static>>), UpstreamError> {
+/// A TLS connector and the configured server name (`None`: verify the host connected to).
+pub(crate) type TlsSetup = (TlsConnector, Option<ServerName<'static>>);
+
+/// Open a TCP connection to `endpoint`, with TLS when `tls` is set. No timeout here:
+/// callers bound the whole connect-and-handshake.
+pub(crate) async fn open(
+    endpoint: &Endpoint,
+    tls: Option<&TlsSetup>,
+) -> Result<Conn, UpstreamError> {
+    let addr = endpoint.to_string();
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|e| UpstreamError::Connect(format!("connect to {addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (read, write): (BoxRead, BoxWrite) = match tls {
+        None => {
+            let (r, w) = tcp.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some((connector, name)) => {
+            let name = match name {
+                Some(name) => name.clone(),
+                None => ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                    UpstreamError::Tls(format!("server name {:?}: {e}", endpoint.host))
+                })?,
+            };
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| UpstreamError::Connect(format!("TLS to {addr}: {e}")))?;
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        }
+    };
+    Ok(Conn {
+        read,
+        write,
+        rbuf: BytesMut::with_capacity(16 * 1024),
+    })
+}
+
+/// Build the rustls connector from the upstream's TLS settings (PEM files; the bundled
+/// web PKI roots when no CA file is given).
+pub(crate) fn tls_setup(tls: &TlsConfig) -> Result<TlsSetup, UpstreamError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     match &tls.ca_file {

@@ -13,19 +13,15 @@
 //! beyond the open connection; deciding what to do with answers is
 //! the resolver's job.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use super::value::{self, Value};
-use crate::config::{Endpoint, TlsConfig, UpstreamConfig};
+use crate::config::{Endpoint, UpstreamConfig};
 use crate::resp::{Protocol, ReplyScanner, Request};
-use crate::upstream::connect::{BoxRead, BoxWrite, Conn};
+use crate::upstream::connect::{open, tls_setup, Conn, TlsSetup};
 use crate::upstream::Connector;
 
 /// Deepest nesting accepted in a control-plane reply (`ROLE` and `SENTINEL
@@ -40,7 +36,7 @@ pub struct LinkError(pub String);
 /// How to reach and authenticate to sentinels; built once from the upstream config.
 #[derive(Clone)]
 pub struct SentinelAccess {
-    tls: Option<(TlsConnector, Option<String>)>,
+    tls: Option<TlsSetup>,
     username: Option<String>,
     password: Option<String>,
     timeout: Duration,
@@ -49,7 +45,7 @@ pub struct SentinelAccess {
 impl SentinelAccess {
     pub fn new(cfg: &UpstreamConfig) -> Result<SentinelAccess, LinkError> {
         let tls = match &cfg.tls {
-            Some(tls) => Some((tls_connector(tls)?, tls.server_name.clone())),
+            Some(tls) => Some(tls_setup(tls).map_err(|e| LinkError(e.to_string()))?),
             None => None,
         };
         Ok(SentinelAccess {
@@ -63,27 +59,9 @@ impl SentinelAccess {
     /// Connect (and authenticate) within the connect timeout.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<SentinelLink, LinkError> {
         let open = async {
-            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            let conn = open(endpoint, self.tls.as_ref())
                 .await
                 .map_err(|e| LinkError(format!("{endpoint}: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            let conn = match &self.tls {
-                None => {
-                    let (r, w) = tcp.into_split();
-                    conn_of(Box::new(r), Box::new(w))
-                }
-                Some((connector, server_name)) => {
-                    let host = server_name.clone().unwrap_or_else(|| endpoint.host.clone());
-                    let name = ServerName::try_from(host)
-                        .map_err(|e| LinkError(format!("{endpoint}: TLS server name: {e}")))?;
-                    let stream = connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| LinkError(format!("{endpoint}: TLS: {e}")))?;
-                    let (r, w) = tokio::io::split(stream);
-                    conn_of(Box::new(r), Box::new(w))
-                }
-            };
             let mut link = SentinelLink {
                 endpoint: endpoint.clone(),
                 conn,
@@ -109,14 +87,6 @@ impl SentinelAccess {
                 self.timeout
             ))),
         }
-    }
-}
-
-fn conn_of(read: BoxRead, write: BoxWrite) -> Conn {
-    Conn {
-        read,
-        write,
-        rbuf: BytesMut::with_capacity(4096),
     }
 }
 
@@ -344,45 +314,4 @@ async fn read_value(conn: &mut Conn, peer: &Endpoint) -> Result<Value, LinkError
             return Err(LinkError(format!("{peer}: connection closed")));
         }
     }
-}
-
-/// A rustls connector from the upstream's TLS settings (PEM files, system roots by default).
-fn tls_connector(tls: &TlsConfig) -> Result<TlsConnector, LinkError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            for cert in pem_certs(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| LinkError(format!("{}: {e}", path.display())))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let config = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key_path)) => {
-            let file = std::fs::File::open(key_path)
-                .map_err(|e| LinkError(format!("{}: {e}", key_path.display())))?;
-            let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(file))
-                .map_err(|e| LinkError(format!("{}: {e}", key_path.display())))?
-                .ok_or_else(|| LinkError(format!("{}: no private key", key_path.display())))?;
-            builder
-                .with_client_auth_cert(pem_certs(cert)?, key)
-                .map_err(|e| LinkError(format!("client certificate: {e}")))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-fn pem_certs(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, LinkError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| LinkError(format!("{}: {e}", path.display())))?;
-    rustls_pemfile::certs(&mut std::io::BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LinkError(format!("{}: {e}", path.display())))
 }
