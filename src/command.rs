@@ -192,15 +192,18 @@ fn is_container(name: &str) -> bool {
     )
 }
 
+/// Test helper: the arguments of a space-separated command line.
+#[cfg(test)]
+pub(crate) fn test_args(line: &str) -> Vec<Bytes> {
+    line.split(' ')
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_args as args;
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
 
     #[test]
     fn routes_are_case_insensitive() {

@@ -61,12 +61,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::command::test_args as args;
 
     #[test]
     fn refuses_names_and_subcommands_in_any_case() {

@@ -223,12 +223,7 @@ fn is_monitor_line(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::command::test_args as args;
 
     #[test]
     fn transaction_and_watch_state() {
