@@ -163,6 +163,7 @@ where
     /// Serve until the client leaves, misbehaves, or the sidecar shuts down.
     pub async fn run(mut self, shutdown: CancellationToken) -> Closed {
         let result = self.serve(&shutdown).await;
+        self.ctx.set_pinned_id(self.conn.id, None);
         let closed = match result {
             Ok(()) => Closed::Quit,
             Err(c) => c,
@@ -293,7 +294,10 @@ where
         self.drain().await
     }
 
-    async fn route(&mut self, req: Request) -> Result<(), Closed> {
+    async fn route(&mut self, mut req: Request) -> Result<(), Closed> {
+        if req.args.len() >= 3 && req.args[0].eq_ignore_ascii_case(b"CLIENT") {
+            req = self.translate_client_ids(req);
+        }
         let mut route = classify(&req.args);
         if route == Route::Local(Local::SelectZero) && self.pinned.is_some() {
             // The pinned connection may sit in another db: it must switch back itself.
@@ -340,7 +344,10 @@ where
             // Everything sent before on the shared connection must be answered first.
             self.drain().await?;
             match self.ctx.upstream.pin(self.conn.proto).await {
-                Ok(p) => self.pinned = Some(p),
+                Ok(p) => {
+                    self.pinned = Some(p);
+                    self.sync_pinned_id();
+                }
                 Err(e) => {
                     self.ready(Reply::error(e.reply_text()));
                     return Ok(());
@@ -525,6 +532,7 @@ where
     /// rebuilt (subscriptions, db, tracking); a transaction or watch it held is marked lost.
     fn drop_pinned(&mut self) {
         self.pinned = None;
+        self.sync_pinned_id();
         self.pinned_out.clear();
         let old = std::mem::take(&mut self.session);
         if old.multi {
@@ -541,6 +549,7 @@ where
     fn maybe_release(&mut self) {
         if self.pinned.is_some() && self.slots.is_empty() && self.session.is_clean() {
             if let Some(p) = self.pinned.take() {
+                self.sync_pinned_id();
                 self.ctx.upstream.release(p);
             }
         }
@@ -575,6 +584,7 @@ where
         self.drain_quietly().await;
         // RESET drops every piece of state on purpose: nothing to rebuild.
         self.pinned = None;
+        self.sync_pinned_id();
         self.pinned_out.clear();
         self.session = Session::default();
         self.lost = None;
@@ -660,6 +670,7 @@ where
     pub(super) async fn pin_now(&mut self) -> Result<(), UpstreamError> {
         let p = self.ctx.upstream.pin(self.conn.proto).await?;
         self.pinned = Some(p);
+        self.sync_pinned_id();
         Ok(())
     }
 
@@ -673,5 +684,46 @@ where
 
     pub(super) async fn flush_out(&mut self) -> Result<(), Closed> {
         self.write_out().await
+    }
+}
+
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    fn sync_pinned_id(&self) {
+        let upstream = self.pinned.as_ref().and_then(|p| p.upstream_id());
+        self.ctx.set_pinned_id(self.conn.id, upstream);
+    }
+
+    /// `CLIENT UNBLOCK <id>` and `CLIENT TRACKING ... REDIRECT <id>` name a client by the id
+    /// the sidecar gave it; Redis knows that client by its pinned connection's id. A client
+    /// holding no pinned connection cannot be blocked or subscribed, so it maps to id 0,
+    /// which Redis never assigns (UNBLOCK answers 0, REDIRECT says the client does not exist).
+    fn translate_client_ids(&self, req: Request) -> Request {
+        let args = &req.args;
+        let at = if args[1].eq_ignore_ascii_case(b"UNBLOCK") {
+            Some(2)
+        } else if args[1].eq_ignore_ascii_case(b"TRACKING") {
+            args.iter()
+                .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
+                .map(|i| i + 1)
+        } else {
+            None
+        };
+        let Some(at) = at.filter(|&i| i < args.len()) else {
+            return req;
+        };
+        let Some(id) = std::str::from_utf8(&args[at])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return req;
+        };
+        let upstream = self.ctx.upstream_id_of(id).unwrap_or(0);
+        let mut args = req.args.clone();
+        args[at] = Bytes::from(upstream.to_string());
+        Request::from_args(args)
     }
 }

@@ -37,6 +37,9 @@ pub struct Ctx {
     pub upstream: Upstream,
     clients: AtomicUsize,
     next_id: AtomicU64,
+    /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
+    /// learnt from `CLIENT ID` can be given to `CLIENT UNBLOCK` and `REDIRECT`.
+    pinned_ids: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 impl Ctx {
@@ -48,7 +51,27 @@ impl Ctx {
             upstream,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            pinned_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Record which upstream connection (if any) client `id` holds pinned.
+    pub(crate) fn set_pinned_id(&self, id: u64, upstream: Option<u64>) {
+        if let Ok(mut ids) = self.pinned_ids.lock() {
+            match upstream {
+                Some(u) => {
+                    ids.insert(id, u);
+                }
+                None => {
+                    ids.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The Redis id of the pinned connection client `id` holds.
+    pub(crate) fn upstream_id_of(&self, id: u64) -> Option<u64> {
+        self.pinned_ids.lock().ok()?.get(&id).copied()
     }
 
     /// Clients connected right now.

@@ -39,6 +39,9 @@ pub struct ServerHello {
     pub version: String,
     pub mode: String,
     pub role: String,
+    /// Redis's id for this connection (to translate client ids in CLIENT UNBLOCK and
+    /// CLIENT TRACKING REDIRECT).
+    pub id: Option<u64>,
 }
 
 impl Default for ServerHello {
@@ -47,6 +50,7 @@ impl Default for ServerHello {
             version: "7.0.0".into(),
             mode: "standalone".into(),
             role: "master".into(),
+            id: None,
         }
     }
 }
@@ -140,6 +144,7 @@ impl Connector {
             version: field(&reply, b"version").unwrap_or_else(|| ServerHello::default().version),
             mode: field(&reply, b"mode").unwrap_or_else(|| "standalone".into()),
             role: field(&reply, b"role").unwrap_or_else(|| "master".into()),
+            id: int_field(&reply, b"id"),
         })
     }
 }
@@ -166,6 +171,17 @@ pub async fn read_one(conn: &mut Conn) -> Result<Bytes, UpstreamError> {
             ));
         }
     }
+}
+
+/// The integer value following the bulk-string `name` in a flat HELLO reply.
+fn int_field(reply: &[u8], name: &[u8]) -> Option<u64> {
+    let mut key = format!("${}\r\n", name.len()).into_bytes();
+    key.extend_from_slice(name);
+    key.extend_from_slice(b"\r\n:");
+    let at = memchr::memmem::find(reply, &key)? + key.len();
+    let rest = &reply[at..];
+    let eol = memchr::memmem::find(rest, b"\r\n")?;
+    std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()
 }
 
 /// The bulk-string value following the bulk-string `name` in a flat HELLO reply.
@@ -300,5 +316,7 @@ mod tests {
         assert_eq!(field(resp3, b"mode").as_deref(), Some("standalone"));
         assert_eq!(field(resp3, b"role").as_deref(), Some("master"));
         assert_eq!(field(resp3, b"nosuch"), None);
+        assert_eq!(int_field(resp3, b"id"), Some(5));
+        assert_eq!(int_field(resp3, b"proto"), Some(3));
     }
 }

@@ -239,10 +239,17 @@ impl Upstream {
         }
         let connected = self.inner.connector.connect_to(&endpoint, proto).await;
         let (conn, hello) = connected.inspect_err(|_| self.inner.discovery.resolve_now())?;
+        let upstream_id = hello.id;
         if let Ok(mut slot) = self.inner.hello.lock() {
             *slot = Some(hello);
         }
-        Ok(PinnedConn::new(conn, proto, Some(permit), epoch))
+        Ok(PinnedConn::new(
+            conn,
+            proto,
+            Some(permit),
+            epoch,
+            upstream_id,
+        ))
     }
 
     /// The verified primary and its epoch, waiting up to `upstream.failover_wait`.

@@ -26,6 +26,8 @@ pub struct PinnedConn {
     pub(super) idle_since: Instant,
     /// The primary epoch this connection was opened in.
     pub(super) epoch: u64,
+    /// Redis's id for this connection, when its HELLO reply said.
+    pub(super) upstream_id: Option<u64>,
 }
 
 impl PinnedConn {
@@ -34,6 +36,7 @@ impl PinnedConn {
         proto: Protocol,
         permit: Option<OwnedSemaphorePermit>,
         epoch: u64,
+        upstream_id: Option<u64>,
     ) -> Self {
         PinnedConn {
             conn,
@@ -42,7 +45,13 @@ impl PinnedConn {
             _permit: permit,
             idle_since: Instant::now(),
             epoch,
+            upstream_id,
         }
+    }
+
+    /// Redis's id for this connection (`CLIENT ID` as Redis would answer it).
+    pub fn upstream_id(&self) -> Option<u64> {
+        self.upstream_id
     }
 
     /// The primary epoch this connection was opened in.
