@@ -250,6 +250,8 @@ where
                     Some(p) => {
                         let epoch = p.epoch();
                         tokio::select! {
+                            // The reply is usually ready: check it before arming the other branches.
+                            biased;
                             f = p.read_frame() => f,
                             _ = retired(primary, epoch) => Err(UpstreamError::PrimaryChanged),
                         }
@@ -435,6 +437,8 @@ where
                     epoch,
                 } => {
                     let mut batch = tokio::select! {
+                        // The reply is usually ready: check it before arming the other branches.
+                        biased;
                         b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, error: Some(UpstreamError::Lost) }),
                         _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
                     };
@@ -475,6 +479,8 @@ where
             };
             let epoch = p.epoch();
             let frame = tokio::select! {
+                // The reply is usually ready: check it before arming the other branches.
+                biased;
                 f = p.read_frame() => f,
                 _ = retired(&mut self.primary, epoch) => Err(UpstreamError::PrimaryChanged),
                 _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
@@ -562,6 +568,8 @@ where
         }
         let n = self.out.len();
         let written = tokio::select! {
+            // The reply is usually ready: check it before arming the other branches.
+            biased;
             r = self.wr.write_all(&self.out) => r,
             _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
         };
