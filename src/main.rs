@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use resp_sidecar::cli::{self, CliCommand};
-use resp_sidecar::config::{Config, LogFormat};
+use resp_sidecar::config::{Config, LogFormat, UpstreamMode};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the sidecar refuses (EX_USAGE).
@@ -56,12 +56,21 @@ fn run(config: Config) -> ExitCode {
         let listeners = bind(&config).await?;
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
-        tracing::info!(
-            listen = %config.server.listen,
-            upstream = %config.upstream.endpoint,
-            version = env!("CARGO_PKG_VERSION"),
-            "resp-sidecar serving"
-        );
+        match config.upstream.mode {
+            UpstreamMode::Sentinel => tracing::info!(
+                listen = %config.server.listen,
+                master = %config.upstream.master_name,
+                sentinels = %config.upstream.sentinels.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+                version = env!("CARGO_PKG_VERSION"),
+                "resp-sidecar serving (sentinel mode)"
+            ),
+            _ => tracing::info!(
+                listen = %config.server.listen,
+                upstream = %config.upstream.endpoint,
+                version = env!("CARGO_PKG_VERSION"),
+                "resp-sidecar serving"
+            ),
+        }
         resp_sidecar::run(config, listeners, shutdown)
             .await
             .map_err(|e| e.to_string())
@@ -115,8 +124,11 @@ fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.log.level.clone()));
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal, never in a log file or collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),

@@ -180,6 +180,7 @@ impl Upstream {
                         shared::Timing {
                             command_timeout: cfg.command_timeout,
                             failover_wait: cfg.failover_wait,
+                            hold_when_unreachable: sentinel,
                         },
                         hello.clone(),
                         shutdown.clone(),

@@ -57,6 +57,9 @@ pub struct Timing {
     pub command_timeout: Option<Duration>,
     /// Longest time a job waits for a verified primary before `-TRYAGAIN`.
     pub failover_wait: Duration,
+    /// Sentinel mode: an unreachable primary is usually a failover about to start, so
+    /// commands wait (up to `failover_wait`) instead of failing at once.
+    pub hold_when_unreachable: bool,
 }
 
 /// A handle on one shared connection task.
@@ -162,21 +165,34 @@ impl Task {
                         warn!(upstream = %endpoint, error = %err, "upstream unreachable; answering -TRYAGAIN until it returns");
                     }
                     failing = true;
-                    for (job, _) in held.drain(..) {
-                        fail_job(job, err.clone());
+                    let hold = self.timing.hold_when_unreachable;
+                    if !hold {
+                        for (job, _) in held.drain(..) {
+                            fail_job(job, err.clone());
+                        }
                     }
                     let until = Instant::now() + backoff.next_delay();
-                    // Until the next attempt, answer at once rather than queue; a newly
-                    // verified primary ends the wait early.
+                    // Until the next attempt, answer at once (standalone) or hold each job up
+                    // to failover_wait (sentinel); a newly verified primary ends the wait early.
                     loop {
+                        let wait = self.timing.failover_wait;
+                        let now = Instant::now();
+                        while held.front().is_some_and(|(_, at)| now >= *at + wait) {
+                            if let Some((job, _)) = held.pop_front() {
+                                fail_job(job, err.clone());
+                            }
+                        }
+                        let expiry = held.front().map(|(_, at)| *at + wait).unwrap_or(until);
                         tokio::select! {
                             _ = tokio::time::sleep_until(until) => break,
+                            _ = tokio::time::sleep_until(expiry) => {}
                             changed = state.changed() => {
                                 if changed.is_err() || state.borrow().endpoint() != Some(&endpoint) {
                                     break;
                                 }
                             }
                             job = rx.recv() => match job {
+                                Some(job) if hold => held.push_back((job, Instant::now())),
                                 Some(job) => fail_job(job, err.clone()),
                                 None => return,
                             }
