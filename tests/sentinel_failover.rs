@@ -96,6 +96,15 @@ fn failover_error(r: &[u8]) -> Cut {
     }
 }
 
+/// A list of step numbers for a failure message: its length and its ends.
+fn brief(seqs: &[u64]) -> String {
+    if seqs.len() <= 12 {
+        return format!("{seqs:?}");
+    }
+    let (head, tail) = (&seqs[..6], &seqs[seqs.len() - 6..]);
+    format!("{} steps: {head:?} ... {tail:?}", seqs.len())
+}
+
 fn message(channel: &str, payload: &str) -> Vec<u8> {
     format!(
         "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n",
@@ -303,7 +312,7 @@ fn start_load(addr: SocketAddr) -> Vec<Writer> {
 /// reply delivered to the wrong command or client breaks that. `drops` is how
 /// often they may fall (a killed primary losing unreplicated writes).
 fn check_growing(steps: &[Step], at: usize, drops: usize) {
-    let mut last = 0;
+    let mut last: Option<&Step> = None;
     let mut fell = 0;
     for s in steps {
         let r = &s.replies[at];
@@ -312,32 +321,57 @@ fn check_growing(steps: &[Step], at: usize, drops: usize) {
             continue;
         }
         let n = integer(r).unwrap_or_else(|| panic!("step {}: answered {}", s.seq, show(r)));
-        if n <= last {
+        if let Some(prev) = last.filter(|p| integer(&p.replies[at]) >= Some(n)) {
             fell += 1;
-            assert!(fell <= drops, "step {}: {n} after {last}", s.seq);
+            assert!(fell <= drops, "reply {at} fell: {}", around(steps, prev, s));
         }
-        last = n;
+        last = Some(s);
     }
+}
+
+/// Two steps of a writer, the steps between them, and their times, for a
+/// failure message.
+fn around(steps: &[Step], prev: &Step, this: &Step) -> String {
+    let start = steps[0].sent;
+    let describe = |s: &Step| {
+        let replies: Vec<String> = s.replies.iter().map(|r| show(r)).collect();
+        format!(
+            "step {} sent at {:?}, answered after {:?}: {}",
+            s.seq,
+            s.sent - start,
+            s.done - s.sent,
+            replies.join(" ")
+        )
+    };
+    let between = (prev.seq + 1..this.seq).map(|seq| describe(&steps[seq as usize - 1]));
+    std::iter::once(describe(prev))
+        .chain(between)
+        .chain(std::iter::once(describe(this)))
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
 
 /// RPUSH replies at position `at` are the lengths of the writer's own list: one
 /// more than the last, plus at most the pushes cut in between.
 fn check_lengths(steps: &[Step], at: usize, drops: usize) {
     check_growing(steps, at, drops);
-    let mut last = 0;
+    let mut last: Option<&Step> = None;
     let mut cut = 0;
     for s in steps {
-        let r = &s.replies[at];
-        let Some(n) = integer(r) else {
+        let Some(n) = integer(&s.replies[at]) else {
             cut += 1;
             continue;
         };
+        let before = last.map_or(Some(0), |p| integer(&p.replies[at]));
         assert!(
-            n <= last + 1 + cut,
-            "step {}: list length {n} after {last} with {cut} cut pushes between",
-            s.seq
+            n <= before.unwrap_or(0) + 1 + cut,
+            "list length grew by more than the pushes sent:\n  {}",
+            last.map_or_else(
+                || format!("first step: {}", show(&s.replies[at])),
+                |p| around(steps, p, s)
+            )
         );
-        (last, cut) = (n, 0);
+        (last, cut) = (Some(s), 0);
     }
 }
 
@@ -546,7 +580,8 @@ fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() 
     let missing = check_pushes(&list_of(new, "log"), &runs[0], 0);
     assert!(
         missing.is_empty(),
-        "acknowledged writes missing on the new primary: {missing:?}"
+        "acknowledged writes missing on the new primary: {}",
+        brief(&missing)
     );
     let tally = Tally::of(&runs, 0);
     let resumed = first_ok_after(&runs, switch_at);
@@ -612,7 +647,8 @@ fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
         .partition(|&seq| steps[seq as usize - 1].sent < frozen_at);
     assert!(
         misrouted.is_empty(),
-        "writes acknowledged after the freeze are not on the new primary: {misrouted:?}"
+        "writes acknowledged after the freeze are not on the new primary: {}",
+        brief(&misrouted)
     );
 
     // What the old primary ran for clients once it ran again: only pushes whose
@@ -689,13 +725,15 @@ fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
         check_growing(steps, 0, 1);
         check_lengths(steps, 1, 1);
         let missing = check_pushes(&list_of(new, &format!("list:{client}")), steps, 1);
-        let after: Vec<&u64> = missing
+        let after: Vec<u64> = missing
             .iter()
-            .filter(|&&seq| steps[seq as usize - 1].sent > killed_at)
+            .copied()
+            .filter(|&seq| steps[seq as usize - 1].sent > killed_at)
             .collect();
         assert!(
             after.is_empty(),
-            "client {client}: pushes acknowledged after the kill are not on the new primary: {after:?}"
+            "client {client}: pushes acknowledged after the kill are not on the new primary: {}",
+            brief(&after)
         );
         lost_pushes += missing.len();
     }
@@ -736,6 +774,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
         w.wait_more_ok(20, "load before the failover");
     }
 
+    let failover_at = Instant::now();
     cluster.failover();
     cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     let switch_at = switched
@@ -745,6 +784,14 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
         w.wait_more_ok(20, "load after the failover");
     }
     let runs: Vec<Vec<Step>> = writers.into_iter().map(Writer::finish).collect();
+    for (client, steps) in runs.iter().enumerate() {
+        let start = steps[0].sent;
+        println!(
+            "client {client}: SENTINEL FAILOVER sent {:?}, +switch-master {:?} after its first step",
+            failover_at - start,
+            switch_at - start
+        );
+    }
 
     let mut values = HashSet::new();
     for (client, steps) in runs.iter().enumerate() {
@@ -753,7 +800,8 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
         let missing = check_pushes(&list_of(new, &format!("list:{client}")), steps, 1);
         assert!(
             missing.is_empty(),
-            "client {client}: acknowledged pushes missing on the new primary: {missing:?}"
+            "client {client}: acknowledged pushes missing on the new primary: {}",
+            brief(&missing)
         );
         for v in steps.iter().filter_map(|s| integer(&s.replies[0])) {
             assert!(
