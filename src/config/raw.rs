@@ -105,7 +105,7 @@ impl Default for RawServer {
             max_inline_len: SizeText::of("64KiB"),
             max_pipeline: 1024,
             max_reply_buffer: SizeText::of("256MiB"),
-            threads: 0,
+            threads: 1,
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct ServerConfig {
     /// Reply bytes queued for a client that does not read; beyond it the
     /// client is disconnected.
     pub max_reply_buffer: usize,
-    /// Worker threads; 0 = one per CPU.
+    /// Worker threads: 1 = one thread (the current-thread scheduler), 0 = one per CPU.
     pub threads: usize,
 }
 
@@ -52,7 +52,7 @@ impl Default for ServerConfig {
             max_inline_len: 64 << 10,
             max_pipeline: 1024,
             max_reply_buffer: 256 << 20,
-            threads: 0,
+            threads: 1,
         }
     }
 }

@@ -122,6 +122,8 @@ struct Pending {
     count: usize,
     reply: oneshot::Sender<Batch>,
     budget: Arc<ReplyBudget>,
+    /// When its bytes were written: `command_timeout` runs from here.
+    sent_at: Instant,
 }
 
 impl Task {
@@ -266,6 +268,11 @@ impl Task {
             pending: pending_rx,
             scanner: ReplyScanner::new(MAX_REPLY_DEPTH),
             timeout: self.timing.command_timeout,
+            ticker: self.timing.command_timeout.map(|limit| {
+                let mut t = tokio::time::interval((limit / 4).max(Duration::from_millis(50)));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            }),
             discovery: self.discovery.clone(),
         };
         let mut reader = tokio::spawn(reader.run());
@@ -309,6 +316,7 @@ impl Task {
             }
             let mut next = Some(job);
             let mut failed = false;
+            let sent_at = Instant::now();
             while let Some(job) = next.take() {
                 let Job {
                     bytes,
@@ -321,6 +329,7 @@ impl Task {
                         count,
                         reply,
                         budget,
+                        sent_at,
                     })
                     .is_err()
                 {
@@ -371,6 +380,8 @@ struct Reader {
     pending: mpsc::UnboundedReceiver<Pending>,
     scanner: ReplyScanner,
     timeout: Option<Duration>,
+    /// While idle, how often to look for a job whose reply is overdue (only with a timeout).
+    ticker: Option<tokio::time::Interval>,
     discovery: Discovery,
 }
 
@@ -436,17 +447,32 @@ impl Reader {
             }
             let owed = current.is_some() || !self.buf.is_empty();
             if !owed {
-                // Idle: notice a closed connection now, not when the next command is lost.
+                // Idle: wait for bytes only. Jobs are queued before their bytes are written,
+                // so a reply always finds its job; waking for every queued job would cost a
+                // task switch per batch. A closed connection is noticed here at once, and a
+                // coarse tick catches a job whose reply never comes (command_timeout).
+                let tick = async {
+                    match self.ticker.as_mut() {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    p = self.pending.recv() => match p {
-                        Some(p) => { current = Some(p); got = 0; end = 0; }
-                        None => return UpstreamError::Lost,
-                    },
+                    biased;
                     r = self.read.read_buf(&mut self.buf) => match r {
-                        Ok(0) => return UpstreamError::Closed,
-                        Ok(_) => {} // data before its job arrived in the channel: handled above
-                        Err(e) => return UpstreamError::Io(e.to_string()),
+                        Ok(0) => return self.fail(None, 0, 0, UpstreamError::Closed),
+                        Ok(_) => {}
+                        Err(e) => return self.fail(None, 0, 0, UpstreamError::Io(e.to_string())),
                     },
+                    _ = tick => {
+                        if let Ok(p) = self.pending.try_recv() {
+                            current = Some(p);
+                            got = 0;
+                            end = 0;
+                        }
+                    }
                 }
                 continue;
             }
@@ -463,15 +489,19 @@ impl Reader {
                 }
             }
             let read = self.read.read_buf(&mut self.buf);
-            let result = match self.timeout {
-                Some(limit) => match tokio::time::timeout(limit, read).await {
+            let deadline = current
+                .as_ref()
+                .zip(self.timeout)
+                .map(|(p, limit)| p.sent_at + limit);
+            let result = match (self.timeout, deadline) {
+                (Some(limit), Some(deadline)) => match tokio::time::timeout_at(deadline, read).await {
                     Ok(r) => r,
                     Err(_) => {
                         let err = UpstreamError::Timeout(limit);
                         return self.fail(current, got, end, err);
                     }
                 },
-                None => read.await,
+                _ => read.await,
             };
             match result {
                 Ok(0) => return self.fail(current, got, end, UpstreamError::Closed),
