@@ -44,8 +44,19 @@ fn sentinel_toml(name: &str, ports: &[u16], failover_wait: &str) -> SidecarToml 
         .upstream("connect_timeout = \"500ms\"")
 }
 
+/// Sidecar logs in the test output when RUST_LOG is set (e.g. `resp_sidecar=debug`).
+fn log_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A sidecar over all three sentinels of `cluster`, waiting up to 5 s for a primary.
 fn start_sidecar(cluster: &SentinelCluster) -> Sidecar {
+    log_if_asked();
     Sidecar::start(&sentinel_toml(
         &cluster.name,
         &cluster.sentinel_ports(),
@@ -118,9 +129,79 @@ fn message(channel: &str, payload: &str) -> Vec<u8> {
 // Reading the nodes directly
 // ---------------------------------------------------------------------------
 
+/// A primary, a replica and three sentinels, once the primary streams writes to
+/// the replica. The replica says `master_link_status:up` as soon as it loaded
+/// the primary's snapshot, but after a diskless sync (Redis 7's default) the
+/// primary holds the write stream back until the replica's first
+/// `REPLCONF ACK`, up to a second later; a failover in between promotes a
+/// replica without the writes made meanwhile.
+fn start_cluster(name: &str) -> SentinelCluster {
+    let cluster = SentinelCluster::start(name);
+    wait_for(
+        "the primary to stream to its replica",
+        READY_TIMEOUT,
+        || {
+            let info = text(&direct(&cluster.nodes[0], &["INFO", "replication"]));
+            info.lines()
+                .any(|l| l.starts_with("slave0:") && l.contains("state=online"))
+                .then_some(())
+        },
+    );
+    cluster
+}
+
+/// One command straight to a node. Sentinel closes every normal client of a node
+/// it reconfigures (`CLIENT KILL TYPE normal`), so a closed connection is
+/// retried on a new one.
+fn direct(node: &RedisServer, args: &[&str]) -> Vec<u8> {
+    wait_for(
+        &format!("{args:?} on {}", node.port()),
+        READY_TIMEOUT,
+        || {
+            let mut c = RawConn::try_connect(node.addr()).ok()?;
+            c.try_send(&encode_str(args)).ok()?;
+            c.try_read_reply().ok()
+        },
+    )
+}
+
+/// Waits until every running sentinel names `port` and that node says it is
+/// a master (like `SentinelCluster::wait_primary_is`, but riding out the
+/// connections Sentinel closes while it reconfigures the nodes).
+fn wait_promoted(cluster: &SentinelCluster, port: u16) {
+    let want = Value::Array(vec![
+        Value::Bulk(b"127.0.0.1".to_vec()),
+        Value::Bulk(port.to_string().into_bytes()),
+    ]);
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port() == port)
+        .expect("a node on that port");
+    wait_for(
+        &format!("{port} to be the primary"),
+        FAILOVER_TIMEOUT,
+        || {
+            let agreed = cluster
+                .sentinels
+                .iter()
+                .filter(|s| s.is_running())
+                .all(|s| {
+                    let Ok(mut c) = RawConn::try_connect(s.addr()) else {
+                        return false;
+                    };
+                    let ask = encode_str(&["SENTINEL", "get-master-addr-by-name", &cluster.name]);
+                    c.try_send(&ask).is_ok()
+                        && c.try_read_reply().is_ok_and(|r| parse_one(&r) == want)
+                });
+            (agreed && role_of(node).as_deref() == Some("master")).then_some(())
+        },
+    );
+}
+
 /// The sequence numbers a writer pushed, as the list `key` on `node` holds them.
 fn list_of(node: &RedisServer, key: &str) -> Vec<u64> {
-    match parse_one(&node.cmd(&["LRANGE", key, "0", "-1"])) {
+    match parse_one(&direct(node, &["LRANGE", key, "0", "-1"])) {
         Value::Array(items) => items
             .iter()
             .map(|v| {
@@ -133,7 +214,7 @@ fn list_of(node: &RedisServer, key: &str) -> Vec<u64> {
 }
 
 fn counter_on(node: &RedisServer, key: &str) -> u64 {
-    match parse_one(&node.cmd(&["GET", key])) {
+    match parse_one(&direct(node, &["GET", key])) {
         Value::Bulk(b) => text(&b).parse().expect("counter"),
         Value::Nil => 0,
         other => panic!("GET {key}: {other:?}"),
@@ -152,7 +233,7 @@ fn role_of(node: &RedisServer) -> Option<String> {
 
 /// The `cmdstat_<cmd>` line of `INFO commandstats`, if the command ever ran.
 fn commandstat(node: &RedisServer, cmd: &str) -> Option<String> {
-    let info = text(&node.cmd(&["INFO", "commandstats"]));
+    let info = text(&direct(node, &["INFO", "commandstats"]));
     let prefix = format!("cmdstat_{cmd}:");
     info.lines()
         .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
@@ -163,6 +244,32 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64()
+}
+
+/// Each node's port, role, keyspace and the clients that last wrote, printed so
+/// that a failed test shows where writes went.
+fn print_nodes(cluster: &SentinelCluster) {
+    for node in &cluster.nodes {
+        let Some(role) = role_of(node) else {
+            println!("node {}: down", node.port());
+            continue;
+        };
+        let keyspace = text(&direct(node, &["INFO", "keyspace"]));
+        let keyspace: Vec<&str> = keyspace.lines().filter(|l| l.starts_with("db")).collect();
+        println!("node {} ({role}): {keyspace:?}", node.port());
+        let clients = text(&direct(node, &["CLIENT", "LIST"]));
+        for line in clients.lines() {
+            let fields: Vec<&str> = line
+                .split(' ')
+                .filter(|f| {
+                    ["addr=", "db=", "flags=", "cmd=", "age="]
+                        .iter()
+                        .any(|k| f.starts_with(k))
+                })
+                .collect();
+            println!("  {}", fields.join(" "));
+        }
+    }
 }
 
 /// Subscribes to `+switch-master` on a sentinel; the receiver gets the moment it came.
@@ -561,7 +668,7 @@ fn monitor_to_end(conn: &mut RawConn) -> Vec<(f64, u16, Vec<String>)> {
 
 #[test]
 fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() {
-    let cluster = SentinelCluster::start("fo-writes");
+    let cluster = start_cluster("fo-writes");
     let sidecar = start_sidecar(&cluster);
     let new = &cluster.nodes[1];
     let switched = watch_switch(cluster.sentinels[1].addr());
@@ -569,12 +676,13 @@ fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() 
     writer.wait_more_ok(50, "writes before the failover");
 
     cluster.failover();
-    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, new.port());
     let switch_at = switched
         .recv_timeout(FAILOVER_TIMEOUT)
         .expect("+switch-master");
     writer.wait_more_ok(50, "writes after the failover");
     let runs = vec![writer.finish()];
+    print_nodes(&cluster);
 
     check_lengths(&runs[0], 0, 0);
     let missing = check_pushes(&list_of(new, "log"), &runs[0], 0);
@@ -603,12 +711,12 @@ fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() 
 
     let mut client = sidecar.conn();
     assert_reply(&client.cmd_str(&["SET", "after", "switch"]), b"+OK\r\n");
-    assert_reply(&new.cmd(&["GET", "after"]), b"$6\r\nswitch\r\n");
+    assert_reply(&direct(new, &["GET", "after"]), b"$6\r\nswitch\r\n");
 }
 
 #[test]
 fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
-    let cluster = SentinelCluster::start("fo-frozen");
+    let cluster = start_cluster("fo-frozen");
     let sidecar = start_sidecar(&cluster);
     let (old, new) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut monitor = old.conn();
@@ -618,7 +726,7 @@ fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
 
     cluster.stop_node(0);
     let frozen_at = Instant::now();
-    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, new.port());
     writer.wait_more_ok(50, "writes to the promoted replica");
     let resumed_at = unix_now();
     cluster.cont_node(0);
@@ -704,7 +812,7 @@ fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
 
 #[test]
 fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
-    let mut cluster = SentinelCluster::start("fo-killed");
+    let mut cluster = start_cluster("fo-killed");
     let sidecar = start_sidecar(&cluster);
     let writers = start_load(sidecar.addr());
     for w in &writers {
@@ -713,7 +821,7 @@ fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
 
     cluster.kill_node(0);
     let killed_at = Instant::now();
-    cluster.wait_primary_is(cluster.node_port(1), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, cluster.node_port(1));
     for w in &writers {
         w.wait_more_ok(20, "load on the promoted replica");
     }
@@ -760,12 +868,12 @@ fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
 
     let mut client = sidecar.conn();
     assert_reply(&client.cmd_str(&["SET", "after", "kill"]), b"+OK\r\n");
-    assert_reply(&new.cmd(&["GET", "after"]), b"$4\r\nkill\r\n");
+    assert_reply(&direct(new, &["GET", "after"]), b"$4\r\nkill\r\n");
 }
 
 #[test]
 fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
-    let cluster = SentinelCluster::start("fo-load");
+    let cluster = start_cluster("fo-load");
     let sidecar = start_sidecar(&cluster);
     let new = &cluster.nodes[1];
     let switched = watch_switch(cluster.sentinels[1].addr());
@@ -776,7 +884,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
 
     let failover_at = Instant::now();
     cluster.failover();
-    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, new.port());
     let switch_at = switched
         .recv_timeout(FAILOVER_TIMEOUT)
         .expect("+switch-master");
@@ -784,6 +892,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
         w.wait_more_ok(20, "load after the failover");
     }
     let runs: Vec<Vec<Step>> = writers.into_iter().map(Writer::finish).collect();
+    print_nodes(&cluster);
     for (client, steps) in runs.iter().enumerate() {
         let start = steps[0].sent;
         println!(
@@ -840,7 +949,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
 
 #[test]
 fn transactions_blocked_and_subscribed_clients_across_a_failover() {
-    let cluster = SentinelCluster::start("fo-state");
+    let cluster = start_cluster("fo-state");
     let sidecar = start_sidecar(&cluster);
     let (old, new) = (&cluster.nodes[0], &cluster.nodes[1]);
 
@@ -863,11 +972,11 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
         &sub.cmd_str(&["SUBSCRIBE", "news"]),
         b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
     );
-    assert_reply(&old.cmd(&["PUBLISH", "news", "before"]), b":1\r\n");
+    assert_reply(&direct(old, &["PUBLISH", "news", "before"]), b":1\r\n");
     assert_reply(&sub.read_reply(), &message("news", "before"));
 
     cluster.failover();
-    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, new.port());
     let mut probe = sidecar.conn();
     let mut attempt = 0;
     wait_for(
@@ -878,7 +987,7 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
             let value = attempt.to_string();
             let r = probe.cmd_str(&["SET", "probe", &value]);
             assert!(r == b"+OK\r\n" || is_error(&r), "{}", show(&r));
-            let on_new = parse_one(&new.cmd(&["GET", "probe"]));
+            let on_new = parse_one(&direct(new, &["GET", "probe"]));
             (r == b"+OK\r\n" && on_new == Value::Bulk(value.into_bytes())).then_some(())
         },
     );
@@ -893,8 +1002,8 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
     );
     failover_error(&r);
     assert_eq!(new.info_field("blocked_clients"), Some(0));
-    assert_reply(&new.cmd(&["LPUSH", "queue", "x"]), b":1\r\n");
-    assert_reply(&new.cmd(&["LLEN", "queue"]), b":1\r\n");
+    assert_reply(&direct(new, &["LPUSH", "queue", "x"]), b":1\r\n");
+    assert_reply(&direct(new, &["LLEN", "queue"]), b":1\r\n");
     assert_reply(&blocked.cmd_str(&["LPOP", "queue"]), b"$1\r\nx\r\n");
 
     // MULTI: what is queued after the switch errors, EXEC aborts, then the
@@ -908,56 +1017,59 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
     let r = multi.cmd_str(&["EXEC"]);
     assert!(text(&r).starts_with("-EXECABORT"), "{}", show(&r));
     assert_reply(&multi.cmd_str(&["SET", "tx:c", "3"]), b"+OK\r\n");
-    assert_reply(&new.cmd(&["EXISTS", "tx:a", "tx:b"]), b":0\r\n");
-    assert_reply(&new.cmd(&["GET", "tx:c"]), b"$1\r\n3\r\n");
+    assert_reply(&direct(new, &["EXISTS", "tx:a", "tx:b"]), b":0\r\n");
+    assert_reply(&direct(new, &["GET", "tx:c"]), b"$1\r\n3\r\n");
 
     // WATCH: the watch cannot hold on the new primary, so EXEC answers nil.
     assert_reply(&watch.cmd_str(&["MULTI"]), b"+OK\r\n");
     assert_reply(&watch.cmd_str(&["SET", "w", "1"]), b"+QUEUED\r\n");
     assert_reply(&watch.cmd_str(&["EXEC"]), b"*-1\r\n");
-    assert_reply(&new.cmd(&["GET", "w"]), b"$1\r\n0\r\n");
+    assert_reply(&direct(new, &["GET", "w"]), b"$1\r\n0\r\n");
     assert_reply(&watch.cmd_str(&["MULTI"]), b"+OK\r\n");
     assert_reply(&watch.cmd_str(&["SET", "w", "2"]), b"+QUEUED\r\n");
     assert_reply(&watch.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n");
-    assert_reply(&new.cmd(&["GET", "w"]), b"$1\r\n2\r\n");
+    assert_reply(&direct(new, &["GET", "w"]), b"$1\r\n2\r\n");
 
     // SUBSCRIBE: carried over to the new primary without a word to the client.
     wait_for(
         "the subscriber on the new primary",
         FAILOVER_TIMEOUT,
-        || (new.cmd(&["PUBLISH", "news", "after"]) == b":1\r\n").then_some(()),
+        || (direct(new, &["PUBLISH", "news", "after"]) == b":1\r\n").then_some(()),
     );
     assert_reply(&sub.read_reply(), &message("news", "after"));
-    assert_reply(&old.cmd(&["PUBLISH", "news", "stale"]), b":0\r\n");
+    assert_reply(&direct(old, &["PUBLISH", "news", "stale"]), b":0\r\n");
     assert_reply(&sub.cmd_str(&["PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
 }
 
 #[test]
 fn one_sentinel_down_the_sidecar_serves_and_follows_a_failover() {
-    let mut cluster = SentinelCluster::start("fo-one-down");
+    let mut cluster = start_cluster("fo-one-down");
     cluster.kill_sentinel(0);
     // The dead sentinel is listed first.
     let sidecar = start_sidecar(&cluster);
     let mut client = sidecar.conn();
     assert_reply(&client.cmd_str(&["SET", "k", "before"]), b"+OK\r\n");
-    assert_reply(&cluster.nodes[0].cmd(&["GET", "k"]), b"$6\r\nbefore\r\n");
+    assert_reply(
+        &direct(&cluster.nodes[0], &["GET", "k"]),
+        b"$6\r\nbefore\r\n",
+    );
 
     cluster.failover();
     let new = &cluster.nodes[1];
-    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_promoted(&cluster, new.port());
     wait_for("a write on the new primary", FAILOVER_TIMEOUT, || {
         let r = client.cmd_str(&["SET", "k", "after"]);
         assert!(r == b"+OK\r\n" || is_error(&r), "{}", show(&r));
         if is_error(&r) {
             failover_error(&r);
         }
-        (new.cmd(&["GET", "k"]) == b"$5\r\nafter\r\n").then_some(())
+        (direct(new, &["GET", "k"]) == b"$5\r\nafter\r\n").then_some(())
     });
 }
 
 #[test]
 fn all_sentinels_down_at_start_tryagain_then_served_once_they_return() {
-    let mut cluster = SentinelCluster::start("fo-all-down");
+    let mut cluster = start_cluster("fo-all-down");
     for i in 0..3 {
         cluster.kill_sentinel(i);
     }
@@ -1000,12 +1112,12 @@ fn all_sentinels_down_at_start_tryagain_then_served_once_they_return() {
          ({refused} more TRYAGAIN)",
         back.elapsed()
     );
-    assert_reply(&cluster.nodes[0].cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+    assert_reply(&direct(&cluster.nodes[0], &["GET", "k"]), b"$1\r\nv\r\n");
 }
 
 #[test]
 fn a_lying_sentinel_listed_first_never_gets_writes_onto_the_replica() {
-    let cluster = SentinelCluster::start("fo-liar");
+    let cluster = start_cluster("fo-liar");
     let (primary, replica) = (&cluster.nodes[0], &cluster.nodes[1]);
     let liar = fake_sentinel(replica.port());
 
@@ -1046,7 +1158,7 @@ fn a_lying_sentinel_listed_first_never_gets_writes_onto_the_replica() {
     );
     assert!(!written.is_empty(), "no write was served");
     for key in &written {
-        assert_reply(&primary.cmd(&["GET", key]), b"$1\r\nv\r\n");
+        assert_reply(&direct(primary, &["GET", key]), b"$1\r\nv\r\n");
     }
     // The replica never ran a client's GET nor refused a client's SET.
     assert_eq!(commandstat(replica, "get"), None);
