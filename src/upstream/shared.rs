@@ -494,13 +494,15 @@ impl Reader {
                 .zip(self.timeout)
                 .map(|(p, limit)| p.sent_at + limit);
             let result = match (self.timeout, deadline) {
-                (Some(limit), Some(deadline)) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let err = UpstreamError::Timeout(limit);
-                        return self.fail(current, got, end, err);
+                (Some(limit), Some(deadline)) => {
+                    match tokio::time::timeout_at(deadline, read).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            let err = UpstreamError::Timeout(limit);
+                            return self.fail(current, got, end, err);
+                        }
                     }
-                },
+                }
                 _ => read.await,
             };
             match result {
