@@ -134,19 +134,18 @@ fn message(channel: &str, payload: &str) -> Vec<u8> {
 /// the primary's snapshot, but after a diskless sync (Redis 7's default) the
 /// primary holds the write stream back until the replica's first
 /// `REPLCONF ACK`, up to a second later; a failover in between promotes a
-/// replica without the writes made meanwhile.
+/// replica without the writes made meanwhile. A key written on the primary and
+/// read on the replica shows the stream flows.
 fn start_cluster(name: &str) -> SentinelCluster {
     let cluster = SentinelCluster::start(name);
+    let (primary, replica) = (&cluster.nodes[0], &cluster.nodes[1]);
+    assert_reply(&direct(primary, &["SET", "streaming", "yes"]), b"+OK\r\n");
     wait_for(
         "the primary to stream to its replica",
         READY_TIMEOUT,
-        || {
-            let info = text(&direct(&cluster.nodes[0], &["INFO", "replication"]));
-            info.lines()
-                .any(|l| l.starts_with("slave0:") && l.contains("state=online"))
-                .then_some(())
-        },
+        || (direct(replica, &["GET", "streaming"]) == b"$3\r\nyes\r\n").then_some(()),
     );
+    assert_reply(&direct(primary, &["DEL", "streaming"]), b":1\r\n");
     cluster
 }
 
