@@ -17,7 +17,9 @@ use tempfile::TempDir;
 
 use resp_sidecar::config::{Endpoint, UpstreamConfig, UpstreamMode};
 
-use super::{free_port, parse_one, wait_for, RawConn, RedisServer, Value, READY_TIMEOUT};
+use super::{
+    encode_str, free_port, parse_one, wait_for, RawConn, RedisServer, Value, READY_TIMEOUT,
+};
 
 /// How long a whole deployment gets to agree on its topology.
 pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,9 +179,28 @@ impl SentinelCluster {
 
     fn wait_ready(&self) {
         wait_for("replica in sync", CLUSTER_READY_TIMEOUT, || {
-            let info =
-                String::from_utf8_lossy(&self.nodes[1].cmd(&["INFO", "replication"])).into_owned();
-            info.contains("master_link_status:up").then_some(())
+            let info = try_cmd(&self.nodes[1], &["INFO", "replication"])?;
+            String::from_utf8_lossy(&info)
+                .contains("master_link_status:up")
+                .then_some(())
+        });
+        // "link up" is reported before the primary streams writes to the replica (diskless
+        // sync waits for the first ack): prove the stream flows, or a failover right after
+        // start would promote a replica that missed writes.
+        let (primary, replica) = (&self.nodes[0], &self.nodes[1]);
+        wait_for("primary to accept the probe", CLUSTER_READY_TIMEOUT, || {
+            (try_cmd(primary, &["SET", "harness:streaming", "yes"])? == b"+OK\r\n").then_some(())
+        });
+        wait_for(
+            "the primary to stream to its replica",
+            CLUSTER_READY_TIMEOUT,
+            || {
+                let got = try_cmd(replica, &["GET", "harness:streaming"])?;
+                (got == b"$3\r\nyes\r\n").then_some(())
+            },
+        );
+        wait_for("probe removed", CLUSTER_READY_TIMEOUT, || {
+            try_cmd(primary, &["DEL", "harness:streaming"]).map(|_| ())
         });
         wait_for("sentinels to agree", CLUSTER_READY_TIMEOUT, || {
             self.sentinels
@@ -228,7 +249,8 @@ impl SentinelCluster {
                 ])
             });
             let node = self.nodes.iter().find(|n| n.port() == port)?;
-            let role = parse_one(&node.cmd(&["ROLE"]));
+            // Sentinel closes normal clients of nodes it reconfigures: retry, never panic.
+            let role = parse_one(&try_cmd(node, &["ROLE"])?);
             let is_master = matches!(&role, Value::Array(items)
                 if items.first() == Some(&Value::Bulk(b"master".to_vec())));
             (agreed && is_master).then_some(())
@@ -294,4 +316,12 @@ pub fn sentinel_config(name: &str, sentinels: Vec<Endpoint>) -> UpstreamConfig {
         connect_timeout: Duration::from_millis(500),
         ..UpstreamConfig::default()
     }
+}
+
+/// One command on a fresh connection to `node`; None when the connection is refused or
+/// closed (Sentinel runs `CLIENT KILL TYPE normal` on nodes it reconfigures).
+pub fn try_cmd(node: &RedisServer, args: &[&str]) -> Option<Vec<u8>> {
+    let mut c = RawConn::try_connect(node.addr()).ok()?;
+    c.try_send(&encode_str(args)).ok()?;
+    c.try_read_reply().ok()
 }
