@@ -182,60 +182,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_redis NAME PORT [ARGS...]: a redis-server with its data and log in $WORK/NAME.
-start_redis() {
-    local name="$1" port="$2"
-    shift 2
-    mkdir -p "$WORK/$name"
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$WORK/$name" \
-        --save "" --appendonly no --daemonize no \
-        --logfile "$WORK/$name/redis.log" "$@" &
-    PIDS+=("$!")
-    wait_ready "$name" "$!" "$port" "$WORK/$name/redis.log"
-}
-
-# start_sentinel NAME PORT PRIMARY_PORT: a redis-sentinel with its config
-# (which Sentinel rewrites) and log in $WORK/NAME.
-start_sentinel() {
-    local name="$1" port="$2" primary_port="$3"
-    mkdir -p "$WORK/$name"
-    cat >"$WORK/$name/sentinel.conf" <<EOF
-port $port
-bind 127.0.0.1
-dir $WORK/$name
-logfile $WORK/$name/sentinel.log
-sentinel resolve-hostnames no
-sentinel monitor $MASTER_NAME 127.0.0.1 $primary_port 2
-sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS
-sentinel failover-timeout $MASTER_NAME $FAILOVER_TIMEOUT_MS
-EOF
-    redis-sentinel "$WORK/$name/sentinel.conf" &
-    PIDS+=("$!")
-    wait_ready "$name" "$!" "$port" "$WORK/$name/sentinel.log"
-}
-
-# shellcheck disable=SC2317  # called through wait_until
-replica_in_sync() {
-    redis-cli -h 127.0.0.1 -p "$REPLICA_PORT" INFO replication 2>/dev/null |
-        grep -q '^master_link_status:up'
-}
-
-# sentinel_field PORT FIELD: one field of `SENTINEL master mymaster`.
-# shellcheck disable=SC2317  # called through wait_until
-sentinel_field() {
-    redis-cli -h 127.0.0.1 -p "$1" SENTINEL master "$MASTER_NAME" 2>/dev/null |
-        awk -v f="$2" 'prev == f { print; exit } { prev = $0 }'
-}
-
-# Every sentinel sees the replica and both other sentinels.
-# shellcheck disable=SC2317  # called through wait_until
-sentinels_agree() {
-    local port
-    for port in "${SENTINEL_PORTS[@]}"; do
-        [ "$(sentinel_field "$port" num-other-sentinels)" = 2 ] || return 1
-        [ "$(sentinel_field "$port" num-slaves)" = 1 ] || return 1
-    done
-}
+# Process helpers shared with benches/failover.sh.
+# shellcheck source=lib/topology.sh
+source "$ROOT/scripts/lib/topology.sh"
 
 redis_version="$(redis-server --version | cut -d' ' -f3 | cut -d= -f2)"
 pick_port PRIMARY_PORT 6379
