@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
     ConfigError, Degrade, FlushMode, KeysMode, LogFormat, ScriptsMode, UnmatchedKeys, UpstreamMode,
-    DEFAULT_DENY_COMMANDS,
 };
 
 /// A byte size as written: `"64MiB"`, `"4096"` or a bare TOML integer.
@@ -91,38 +90,11 @@ pub(crate) struct RawServer {
     pub threads: usize,
 }
 
-impl Default for RawServer {
-    fn default() -> RawServer {
-        RawServer {
-            listen: "127.0.0.1:6380".into(),
-            unix_socket: String::new(),
-            requirepass: String::new(),
-            max_clients: 10_000,
-            idle_timeout: "0s".into(),
-            shutdown_grace: "10s".into(),
-            max_bulk_len: SizeText::of("512MiB"),
-            max_array_len: 1_048_576,
-            max_inline_len: SizeText::of("64KiB"),
-            max_pipeline: 1024,
-            max_reply_buffer: SizeText::of("256MiB"),
-            threads: 1,
-        }
-    }
-}
-
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Debug))]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: String,
-}
-
-impl Default for RawAdmin {
-    fn default() -> RawAdmin {
-        RawAdmin {
-            listen: "127.0.0.1:9121".into(),
-        }
-    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -153,32 +125,6 @@ pub(crate) struct RawUpstream {
     pub failover_wait: String,
 }
 
-impl Default for RawUpstream {
-    fn default() -> RawUpstream {
-        RawUpstream {
-            mode: UpstreamMode::Standalone,
-            url: "redis://127.0.0.1:6379".into(),
-            username: String::new(),
-            password: String::new(),
-            tls: false,
-            tls_ca_file: String::new(),
-            tls_cert_file: String::new(),
-            tls_key_file: String::new(),
-            tls_server_name: String::new(),
-            tls_switched_off: false,
-            sentinels: vec!["127.0.0.1:26379".into()],
-            master_name: "mymaster".into(),
-            sentinel_username: String::new(),
-            sentinel_password: String::new(),
-            pool_size: 2,
-            max_pinned: 1024,
-            connect_timeout: "1s".into(),
-            command_timeout: "10s".into(),
-            failover_wait: "2s".into(),
-        }
-    }
-}
-
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Debug))]
 #[serde(default, deny_unknown_fields)]
@@ -187,17 +133,6 @@ pub(crate) struct RawCache {
     pub max_bytes: SizeText,
     pub max_ttl: String,
     pub stale_if_error: String,
-}
-
-impl Default for RawCache {
-    fn default() -> RawCache {
-        RawCache {
-            enabled: true,
-            max_bytes: SizeText::of("64MiB"),
-            max_ttl: "1h".into(),
-            stale_if_error: "30s".into(),
-        }
-    }
 }
 
 /// `name` and `prefix` have no useful default; they are checked in
@@ -251,36 +186,12 @@ pub(crate) struct RawPolicy {
     pub script_allowlist: Vec<String>,
 }
 
-impl Default for RawPolicy {
-    fn default() -> RawPolicy {
-        RawPolicy {
-            unmatched_keys: UnmatchedKeys::Reject,
-            deny_commands: DEFAULT_DENY_COMMANDS
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect(),
-            keys: KeysMode::Scan,
-            scripts: ScriptsMode::Allow,
-            script_allowlist: Vec::new(),
-        }
-    }
-}
-
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Debug))]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub level: String,
     pub format: LogFormat,
-}
-
-impl Default for RawLog {
-    fn default() -> RawLog {
-        RawLog {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
-    }
 }
 
 impl RawConfig {
@@ -332,4 +243,46 @@ pub(crate) fn try_single_key<T: DeserializeOwned>(
     let mut single = toml::Table::new();
     single.insert(key.to_owned(), value.clone());
     toml::Value::Table(single).try_into::<T>().map(|_| ())
+}
+
+/// The file layer's defaults are the built-in typed defaults rendered back to file
+/// form, so every default value is written once, in `typed.rs`.
+fn built_in() -> RawConfig {
+    RawConfig::redacted_from(&super::Config::default())
+}
+
+impl Default for RawServer {
+    fn default() -> RawServer {
+        built_in().server
+    }
+}
+
+impl Default for RawAdmin {
+    fn default() -> RawAdmin {
+        built_in().admin
+    }
+}
+
+impl Default for RawUpstream {
+    fn default() -> RawUpstream {
+        built_in().upstream
+    }
+}
+
+impl Default for RawCache {
+    fn default() -> RawCache {
+        built_in().cache
+    }
+}
+
+impl Default for RawPolicy {
+    fn default() -> RawPolicy {
+        built_in().policy
+    }
+}
+
+impl Default for RawLog {
+    fn default() -> RawLog {
+        built_in().log
+    }
 }
