@@ -69,7 +69,7 @@ pub enum SubKind {
 }
 
 /// Upper-case ASCII copy of a short name into a stack buffer (command names are short).
-fn upper<'a>(name: &[u8], buf: &'a mut [u8; 32]) -> Option<&'a [u8]> {
+pub(crate) fn upper<'a>(name: &[u8], buf: &'a mut [u8; 32]) -> Option<&'a [u8]> {
     if name.len() > buf.len() {
         return None;
     }
@@ -171,7 +171,7 @@ pub fn display_name(args: &[Bytes]) -> (String, Option<String>) {
 }
 
 /// Commands whose first argument is a subcommand (`CONFIG SET`, `CLIENT KILL`...).
-fn is_container(name: &str) -> bool {
+pub(crate) fn is_container(name: &str) -> bool {
     matches!(
         name,
         "ACL"

@@ -5,17 +5,19 @@
 //! `deny_commands` list (names and `NAME SUBCOMMAND` pairs). Key namespaces,
 //! flush safety and TTL rules join it with the namespaces stage.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use crate::command::display_name;
+use crate::command::{display_name, is_container, upper};
 
-/// A compiled policy, built once from the configuration.
+/// A compiled policy, built once from the configuration. Names are stored upper-cased
+/// as bytes so a check costs a stack copy and a hash lookup, with no allocation.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    denied_names: HashSet<String>,
-    denied_subcommands: HashSet<String>,
+    denied_names: HashSet<Vec<u8>>,
+    /// Container command (`CONFIG`) -> its denied subcommands (`SET`).
+    denied_subcommands: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
 }
 
 /// Why a request was refused; the text becomes `-NOPERM <text>`.
@@ -24,15 +26,24 @@ pub struct Denied(pub String);
 
 impl Policy {
     /// Build from `policy.deny_commands` entries (`NAME` or `NAME SUBCOMMAND`, any case).
+    /// A subcommand entry only applies to commands that have subcommands (`CONFIG SET`).
     pub fn new(deny_commands: &[String]) -> Policy {
         let mut policy = Policy::default();
         for entry in deny_commands {
-            let entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
             let entry = entry.to_ascii_uppercase();
-            if entry.contains(' ') {
-                policy.denied_subcommands.insert(entry);
-            } else if !entry.is_empty() {
-                policy.denied_names.insert(entry);
+            let words: Vec<&str> = entry.split_whitespace().collect();
+            match words.as_slice() {
+                [name] => {
+                    policy.denied_names.insert(name.as_bytes().to_vec());
+                }
+                [name, sub] if is_container(name) => {
+                    policy
+                        .denied_subcommands
+                        .entry(name.as_bytes().to_vec())
+                        .or_default()
+                        .insert(sub.as_bytes().to_vec());
+                }
+                _ => {}
             }
         }
         policy
@@ -43,18 +54,39 @@ impl Policy {
         if self.denied_names.is_empty() && self.denied_subcommands.is_empty() {
             return Ok(());
         }
-        let (name, sub) = display_name(args);
-        let refused = if self.denied_names.contains(&name) {
-            Some(name)
-        } else {
-            sub.filter(|s| self.denied_subcommands.contains(s))
+        let Some(first) = args.first() else {
+            return Ok(());
         };
-        match refused {
-            Some(what) => Err(Denied(format!(
-                "'{what}' is refused by the sidecar's policy (policy.deny_commands); run it against Redis directly if an operator really needs it"
-            ))),
-            None => Ok(()),
+        let mut name_buf = [0u8; 32];
+        let owned;
+        let name = match upper(first, &mut name_buf) {
+            Some(name) => name,
+            None => {
+                owned = first.to_ascii_uppercase();
+                &owned
+            }
+        };
+        let name_denied = self.denied_names.contains(name);
+        let sub_denied = !name_denied
+            && match (self.denied_subcommands.get(name), args.get(1)) {
+                (Some(subs), Some(sub)) => {
+                    let mut sub_buf = [0u8; 32];
+                    upper(sub, &mut sub_buf).is_some_and(|sub| subs.contains(sub))
+                }
+                _ => false,
+            };
+        if !name_denied && !sub_denied {
+            return Ok(());
         }
+        let (name, sub) = display_name(args);
+        let what = if name_denied {
+            name
+        } else {
+            sub.unwrap_or(name)
+        };
+        Err(Denied(format!(
+            "'{what}' is refused by the sidecar's policy (policy.deny_commands); run it against Redis directly if an operator really needs it"
+        )))
     }
 }
 
