@@ -357,14 +357,9 @@ where
             }
         }
         if pin == Some(Pin::Exec) && self.session.multi_refused {
-            let count = self
-                .session
-                .sent(&[Bytes::from_static(b"DISCARD")], Some(Pin::Discard));
-            self.pinned_out
-                .extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
             let reply = Reply::error("EXECABORT Transaction discarded because of previous errors.")
                 .to_bytes(self.conn.proto);
-            self.slots.push_back(Slot::PinnedReplaced { count, reply });
+            self.discard_instead_of_exec(reply);
             return Ok(());
         }
         let count = self.session.sent(&req.args, pin);
@@ -384,7 +379,12 @@ where
             return;
         }
         let bytes = self.seg.split().freeze();
-        let sent = bytes.clone();
+        // Only sentinel mode retries -READONLY replies, so only it keeps what was sent.
+        let (sent, epoch) = if self.ctx.upstream.is_sentinel() {
+            (bytes.clone(), self.ctx.upstream.epoch())
+        } else {
+            (Bytes::new(), 0)
+        };
         let count = std::mem::take(&mut self.seg_count);
         let (tx, rx) = oneshot::channel();
         let job = Job {
@@ -394,7 +394,6 @@ where
             budget: self.budget.clone(),
         };
         let conn = self.ctx.upstream.shared(self.conn.proto, self.conn.id);
-        let epoch = self.ctx.upstream.epoch();
         if let Err(job) = conn.send(job).await {
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
@@ -411,7 +410,7 @@ where
     }
 
     /// Collect every owed reply in order into the output, writing as it grows; flush once at the end.
-    async fn drain(&mut self) -> Result<(), Closed> {
+    pub(super) async fn drain(&mut self) -> Result<(), Closed> {
         self.close_segment().await;
         if !self.pinned_out.is_empty() {
             let bytes = self.pinned_out.split();
@@ -562,11 +561,10 @@ where
     }
 
     /// Write the output buffer to the client.
-    async fn write_out(&mut self) -> Result<(), Closed> {
+    pub(super) async fn write_out(&mut self) -> Result<(), Closed> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let n = self.out.len();
         let written = tokio::select! {
             // The reply is usually ready: check it before arming the other branches.
             biased;
@@ -575,7 +573,6 @@ where
         };
         written.map_err(Closed::Io)?;
         self.out.clear();
-        let _ = n;
         Ok(())
     }
 
@@ -682,16 +679,8 @@ where
         Ok(())
     }
 
-    pub(super) async fn drain_now(&mut self) -> Result<(), Closed> {
-        self.drain().await
-    }
-
     pub(super) fn push_out(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-    }
-
-    pub(super) async fn flush_out(&mut self) -> Result<(), Closed> {
-        self.write_out().await
     }
 }
 

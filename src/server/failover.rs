@@ -98,7 +98,7 @@ where
         }
         let commands = old.restore_commands();
         if commands.is_empty() {
-            return self.flush_out().await;
+            return self.write_out().await;
         }
         if let Err(e) = self.pin_now().await {
             warn!(client = self.conn.id, error = %e, "could not re-establish a pinned connection; closing the client so it reconnects");
@@ -113,7 +113,7 @@ where
             let req = Request::from_args(args);
             self.queue_swallowed(&req, pin);
         }
-        self.drain_now().await
+        self.drain().await
     }
 
     /// Retry once, on the new primary, the commands of a batch that Redis answered
