@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::sentinel::SentinelCluster;
+use common::sentinel::{try_cmd, SentinelCluster};
 use common::{
     assert_reply, encode_str, parse, parse_one, show, wait_for, RawConn, ReadEnd, RedisServer,
     Sidecar, SidecarToml, Value, READY_TIMEOUT,
@@ -129,26 +129,6 @@ fn message(channel: &str, payload: &str) -> Vec<u8> {
 // Reading the nodes directly
 // ---------------------------------------------------------------------------
 
-/// A primary, a replica and three sentinels, once the primary streams writes to
-/// the replica. The replica says `master_link_status:up` as soon as it loaded
-/// the primary's snapshot, but after a diskless sync (Redis 7's default) the
-/// primary holds the write stream back until the replica's first
-/// `REPLCONF ACK`, up to a second later; a failover in between promotes a
-/// replica without the writes made meanwhile. A key written on the primary and
-/// read on the replica shows the stream flows.
-fn start_cluster(name: &str) -> SentinelCluster {
-    let cluster = SentinelCluster::start(name);
-    let (primary, replica) = (&cluster.nodes[0], &cluster.nodes[1]);
-    assert_reply(&direct(primary, &["SET", "streaming", "yes"]), b"+OK\r\n");
-    wait_for(
-        "the primary to stream to its replica",
-        READY_TIMEOUT,
-        || (direct(replica, &["GET", "streaming"]) == b"$3\r\nyes\r\n").then_some(()),
-    );
-    assert_reply(&direct(primary, &["DEL", "streaming"]), b":1\r\n");
-    cluster
-}
-
 /// One command straight to a node. Sentinel closes every normal client of a node
 /// it reconfigures (`CLIENT KILL TYPE normal`), so a closed connection is
 /// retried on a new one.
@@ -156,46 +136,8 @@ fn direct(node: &RedisServer, args: &[&str]) -> Vec<u8> {
     wait_for(
         &format!("{args:?} on {}", node.port()),
         READY_TIMEOUT,
-        || {
-            let mut c = RawConn::try_connect(node.addr()).ok()?;
-            c.try_send(&encode_str(args)).ok()?;
-            c.try_read_reply().ok()
-        },
+        || try_cmd(node, args),
     )
-}
-
-/// Waits until every running sentinel names `port` and that node says it is
-/// a master (like `SentinelCluster::wait_primary_is`, but riding out the
-/// connections Sentinel closes while it reconfigures the nodes).
-fn wait_promoted(cluster: &SentinelCluster, port: u16) {
-    let want = Value::Array(vec![
-        Value::Bulk(b"127.0.0.1".to_vec()),
-        Value::Bulk(port.to_string().into_bytes()),
-    ]);
-    let node = cluster
-        .nodes
-        .iter()
-        .find(|n| n.port() == port)
-        .expect("a node on that port");
-    wait_for(
-        &format!("{port} to be the primary"),
-        FAILOVER_TIMEOUT,
-        || {
-            let agreed = cluster
-                .sentinels
-                .iter()
-                .filter(|s| s.is_running())
-                .all(|s| {
-                    let Ok(mut c) = RawConn::try_connect(s.addr()) else {
-                        return false;
-                    };
-                    let ask = encode_str(&["SENTINEL", "get-master-addr-by-name", &cluster.name]);
-                    c.try_send(&ask).is_ok()
-                        && c.try_read_reply().is_ok_and(|r| parse_one(&r) == want)
-                });
-            (agreed && role_of(node).as_deref() == Some("master")).then_some(())
-        },
-    );
 }
 
 /// The sequence numbers a writer pushed, as the list `key` on `node` holds them.
@@ -667,7 +609,7 @@ fn monitor_to_end(conn: &mut RawConn) -> Vec<(f64, u16, Vec<String>)> {
 
 #[test]
 fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() {
-    let cluster = start_cluster("fo-writes");
+    let cluster = SentinelCluster::start("fo-writes");
     let sidecar = start_sidecar(&cluster);
     let new = &cluster.nodes[1];
     let switched = watch_switch(cluster.sentinels[1].addr());
@@ -675,7 +617,7 @@ fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() 
     writer.wait_more_ok(50, "writes before the failover");
 
     cluster.failover();
-    wait_promoted(&cluster, new.port());
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     let switch_at = switched
         .recv_timeout(FAILOVER_TIMEOUT)
         .expect("+switch-master");
@@ -715,7 +657,7 @@ fn sentinel_failover_moves_writes_to_the_new_primary_and_nobody_sees_readonly() 
 
 #[test]
 fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
-    let cluster = start_cluster("fo-frozen");
+    let cluster = SentinelCluster::start("fo-frozen");
     let sidecar = start_sidecar(&cluster);
     let (old, new) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut monitor = old.conn();
@@ -725,7 +667,7 @@ fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
 
     cluster.stop_node(0);
     let frozen_at = Instant::now();
-    wait_promoted(&cluster, new.port());
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     writer.wait_more_ok(50, "writes to the promoted replica");
     let resumed_at = unix_now();
     cluster.cont_node(0);
@@ -811,7 +753,7 @@ fn frozen_primary_is_replaced_and_gets_no_client_writes_when_it_returns() {
 
 #[test]
 fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
-    let mut cluster = start_cluster("fo-killed");
+    let mut cluster = SentinelCluster::start("fo-killed");
     let sidecar = start_sidecar(&cluster);
     let writers = start_load(sidecar.addr());
     for w in &writers {
@@ -820,7 +762,7 @@ fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
 
     cluster.kill_node(0);
     let killed_at = Instant::now();
-    wait_promoted(&cluster, cluster.node_port(1));
+    cluster.wait_primary_is(cluster.node_port(1), FAILOVER_TIMEOUT);
     for w in &writers {
         w.wait_more_ok(20, "load on the promoted replica");
     }
@@ -872,7 +814,7 @@ fn killed_primary_under_load_is_replaced_and_the_sidecar_adds_no_writes() {
 
 #[test]
 fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
-    let cluster = start_cluster("fo-load");
+    let cluster = SentinelCluster::start("fo-load");
     let sidecar = start_sidecar(&cluster);
     let new = &cluster.nodes[1];
     let switched = watch_switch(cluster.sentinels[1].addr());
@@ -883,7 +825,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
 
     let failover_at = Instant::now();
     cluster.failover();
-    wait_promoted(&cluster, new.port());
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     let switch_at = switched
         .recv_timeout(FAILOVER_TIMEOUT)
         .expect("+switch-master");
@@ -948,7 +890,7 @@ fn steady_load_across_sentinel_failover_keeps_every_reply_in_its_slot() {
 
 #[test]
 fn transactions_blocked_and_subscribed_clients_across_a_failover() {
-    let cluster = start_cluster("fo-state");
+    let cluster = SentinelCluster::start("fo-state");
     let sidecar = start_sidecar(&cluster);
     let (old, new) = (&cluster.nodes[0], &cluster.nodes[1]);
 
@@ -975,7 +917,7 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
     assert_reply(&sub.read_reply(), &message("news", "before"));
 
     cluster.failover();
-    wait_promoted(&cluster, new.port());
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     let mut probe = sidecar.conn();
     let mut attempt = 0;
     wait_for(
@@ -1042,7 +984,7 @@ fn transactions_blocked_and_subscribed_clients_across_a_failover() {
 
 #[test]
 fn one_sentinel_down_the_sidecar_serves_and_follows_a_failover() {
-    let mut cluster = start_cluster("fo-one-down");
+    let mut cluster = SentinelCluster::start("fo-one-down");
     cluster.kill_sentinel(0);
     // The dead sentinel is listed first.
     let sidecar = start_sidecar(&cluster);
@@ -1055,7 +997,7 @@ fn one_sentinel_down_the_sidecar_serves_and_follows_a_failover() {
 
     cluster.failover();
     let new = &cluster.nodes[1];
-    wait_promoted(&cluster, new.port());
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     wait_for("a write on the new primary", FAILOVER_TIMEOUT, || {
         let r = client.cmd_str(&["SET", "k", "after"]);
         assert!(r == b"+OK\r\n" || is_error(&r), "{}", show(&r));
@@ -1068,7 +1010,7 @@ fn one_sentinel_down_the_sidecar_serves_and_follows_a_failover() {
 
 #[test]
 fn all_sentinels_down_at_start_tryagain_then_served_once_they_return() {
-    let mut cluster = start_cluster("fo-all-down");
+    let mut cluster = SentinelCluster::start("fo-all-down");
     for i in 0..3 {
         cluster.kill_sentinel(i);
     }
@@ -1116,7 +1058,7 @@ fn all_sentinels_down_at_start_tryagain_then_served_once_they_return() {
 
 #[test]
 fn a_lying_sentinel_listed_first_never_gets_writes_onto_the_replica() {
-    let cluster = start_cluster("fo-liar");
+    let cluster = SentinelCluster::start("fo-liar");
     let (primary, replica) = (&cluster.nodes[0], &cluster.nodes[1]);
     let liar = fake_sentinel(replica.port());
     // The harness read one key on the replica; nothing else may.

@@ -241,12 +241,16 @@ impl SentinelCluster {
     /// Waits until every running sentinel names `port` and that node says ROLE master.
     pub fn wait_primary_is(&self, port: u16, timeout: Duration) {
         wait_for(&format!("primary to be {port}"), timeout, || {
+            let want = Value::Array(vec![
+                Value::Bulk(b"127.0.0.1".to_vec()),
+                Value::Bulk(port.to_string().into_bytes()),
+            ]);
+            let ask = encode_str(&["SENTINEL", "get-master-addr-by-name", &self.name]);
             let agreed = self.sentinels.iter().filter(|s| s.is_running()).all(|s| {
-                let addr = s.cmd(&["SENTINEL", "get-master-addr-by-name", &self.name]);
-                addr == Value::Array(vec![
-                    Value::Bulk(b"127.0.0.1".to_vec()),
-                    Value::Bulk(port.to_string().into_bytes()),
-                ])
+                let Ok(mut c) = RawConn::try_connect(s.addr()) else {
+                    return false;
+                };
+                c.try_send(&ask).is_ok() && c.try_read_reply().is_ok_and(|r| parse_one(&r) == want)
             });
             let node = self.nodes.iter().find(|n| n.port() == port)?;
             // Sentinel closes normal clients of nodes it reconfigures: retry, never panic.
