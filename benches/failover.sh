@@ -83,40 +83,6 @@ trap 'exit 130' INT TERM
 
 log() { printf '[failover] %s\n' "$*" >&2; }
 
-# Print N distinct free loopback ports (all bound at once, so no duplicates).
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
-# wait_ready NAME PID PORT LOGFILE: poll PING until PONG, the process dies, or
-# READY_TIMEOUT seconds pass.
-wait_ready() {
-    local name="$1" pid="$2" port="$3" logfile="$4"
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited during start-up; its log:"
-            cat "$logfile" >&2 || true
-            exit 1
-        fi
-        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ]; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    log "$name not ready on 127.0.0.1:$port after ${READY_TIMEOUT}s; its log:"
-    cat "$logfile" >&2 || true
-    exit 1
-}
-
 # wait_until WHAT COMMAND...: poll COMMAND until it succeeds or
 # CLUSTER_READY_TIMEOUT seconds pass.
 wait_until() {

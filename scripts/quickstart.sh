@@ -93,27 +93,6 @@ pick_port() {
     printf -v "$var" '%s' "$port"
 }
 
-# wait_ready NAME PID PORT LOGFILE: poll PING until PONG, the process dies or
-# the deadline passes.
-wait_ready() {
-    local name="$1" pid="$2" port="$3" logfile="$4"
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited during start-up; its log:"
-            cat "$logfile" >&2 || true
-            exit 1
-        fi
-        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name did not answer PING on 127.0.0.1:$port within ${READY_TIMEOUT}s; its log:"
-    cat "$logfile" >&2 || true
-    exit 1
-}
-
 # wait_until WHAT COMMAND...: poll COMMAND until it succeeds or the deadline passes.
 wait_until() {
     local what="$1"

@@ -1,9 +1,43 @@
-# Shared by benches/failover.sh and scripts/quickstart.sh: start a primary,
-# replica and sentinels on loopback and wait until they are really ready.
-# Sourced, not run. Uses the caller's WORK (temp dir), PIDS (array of started
-# pids), MASTER_NAME, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, REPLICA_PORT,
-# SENTINEL_PORTS and its wait_ready function.
+# Shared by benches/compare.sh, benches/failover.sh and scripts/quickstart.sh:
+# free loopback ports, start Redis processes and wait until they are really
+# ready. Sourced, not run. Uses the caller's log function, READY_TIMEOUT, WORK
+# (temp dir), PIDS (array of started pids) and, for the Sentinel helpers,
+# MASTER_NAME, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, REPLICA_PORT, SENTINEL_PORTS.
 # shellcheck shell=bash
+
+# Print N distinct free loopback ports (all bound at once, so no duplicates).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# wait_ready NAME PID PORT LOGFILE: poll PING until PONG, the process dies, or
+# READY_TIMEOUT seconds pass.
+wait_ready() {
+    local name="$1" pid="$2" port="$3" logfile="$4"
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during start-up; its log:"
+            cat "$logfile" >&2 || true
+            exit 1
+        fi
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    log "$name not ready on 127.0.0.1:$port after ${READY_TIMEOUT}s; its log:"
+    cat "$logfile" >&2 || true
+    exit 1
+}
 
 # start_redis NAME PORT [ARGS...]: a redis-server with its data in $WORK/NAME.
 start_redis() {
