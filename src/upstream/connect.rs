@@ -173,25 +173,25 @@ pub async fn read_one(conn: &mut Conn) -> Result<Bytes, UpstreamError> {
     }
 }
 
-/// The integer value following the bulk-string `name` in a flat HELLO reply.
-fn int_field(reply: &[u8], name: &[u8]) -> Option<u64> {
-    let mut key = format!("${}\r\n", name.len()).into_bytes();
-    key.extend_from_slice(name);
-    key.extend_from_slice(b"\r\n:");
-    let at = memchr::memmem::find(reply, &key)? + key.len();
-    let rest = &reply[at..];
-    let eol = memchr::memmem::find(rest, b"\r\n")?;
-    std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()
-}
-
-/// The bulk-string value following the bulk-string `name` in a flat HELLO reply.
-fn field(reply: &[u8], name: &[u8]) -> Option<String> {
+/// What follows the bulk-string key `name` in a flat HELLO reply (RESP2 array or RESP3 map).
+fn after_key<'a>(reply: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let mut key = format!("${}\r\n", name.len()).into_bytes();
     key.extend_from_slice(name);
     key.extend_from_slice(b"\r\n");
     let at = memchr::memmem::find(reply, &key)? + key.len();
-    let rest = &reply[at..];
-    let rest = rest.strip_prefix(b"$")?;
+    Some(&reply[at..])
+}
+
+/// The integer value of `name` in a flat HELLO reply.
+fn int_field(reply: &[u8], name: &[u8]) -> Option<u64> {
+    let rest = after_key(reply, name)?.strip_prefix(b":")?;
+    let eol = memchr::memmem::find(rest, b"\r\n")?;
+    std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()
+}
+
+/// The bulk-string value of `name` in a flat HELLO reply.
+fn field(reply: &[u8], name: &[u8]) -> Option<String> {
+    let rest = after_key(reply, name)?.strip_prefix(b"$")?;
     let eol = memchr::memmem::find(rest, b"\r\n")?;
     let len: usize = std::str::from_utf8(&rest[..eol]).ok()?.parse().ok()?;
     let value = rest.get(eol + 2..eol + 2 + len)?;
