@@ -17,6 +17,7 @@ mod encode;
 mod inline;
 mod reply;
 mod request;
+pub mod value;
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Semaphore};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use connect::{Connector, ServerHello, MAX_REPLY_DEPTH};
@@ -23,7 +24,8 @@ pub use pinned::{retired, PinnedConn};
 pub use shared::{Batch, Job, SharedConn};
 
 use crate::config::{Endpoint, UpstreamConfig, UpstreamMode};
-use crate::resp::Protocol;
+use crate::resp::value::{self, Value};
+use crate::resp::{Protocol, ReplyScanner};
 use sentinel::{Discovery, PrimaryState};
 
 /// Clean pinned connections kept for reuse, per protocol version.
@@ -146,6 +148,19 @@ struct Inner {
     max_pinned: usize,
     idle: Mutex<[Vec<PinnedConn>; 2]>,
     hello: Arc<Mutex<Option<ServerHello>>>,
+    /// Replies to the sidecar's own calls are consumed at once; the budget only counts them.
+    call_budget: Arc<ReplyBudget>,
+    calls: AtomicUsize,
+}
+
+/// Append `args` as a RESP multibulk command.
+pub fn encode_command(args: &[Bytes], out: &mut BytesMut) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 fn slot(proto: Protocol) -> usize {
@@ -201,6 +216,8 @@ impl Upstream {
                 max_pinned: cfg.max_pinned,
                 idle: Mutex::new([Vec::new(), Vec::new()]),
                 hello,
+                call_budget: Arc::new(ReplyBudget::new(usize::MAX)),
+                calls: AtomicUsize::new(0),
             }),
         })
     }
@@ -332,6 +349,45 @@ impl Upstream {
             .await
             .map(|r| r.is_ok())
             .unwrap_or(false)
+    }
+
+    /// Run `commands` as one pipeline on a shared RESP2 connection and parse each reply:
+    /// the sidecar's own work (prefix-scoped SCAN, UNLINK batches, config reads). Error
+    /// replies come back as [`Value::Error`]; a lost or timed-out exchange is an error.
+    pub async fn call(&self, commands: &[Vec<Bytes>]) -> Result<Vec<Value>, UpstreamError> {
+        let mut bytes = BytesMut::new();
+        for args in commands {
+            encode_command(args, &mut bytes);
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            bytes: bytes.freeze(),
+            count: commands.len(),
+            reply: tx,
+            budget: self.inner.call_budget.clone(),
+        };
+        let pick = self.inner.calls.fetch_add(1, Ordering::Relaxed) as u64;
+        if self.shared(Protocol::Resp2, pick).send(job).await.is_err() {
+            return Err(UpstreamError::Lost);
+        }
+        let batch = rx.await.map_err(|_| UpstreamError::Lost)?;
+        self.inner.call_budget.written(batch.bytes.len());
+        if batch.got < commands.len() {
+            return Err(batch.error.unwrap_or(UpstreamError::Lost));
+        }
+        let mut scanner = ReplyScanner::new(MAX_REPLY_DEPTH);
+        let mut values = Vec::with_capacity(commands.len());
+        let mut rest = batch.bytes;
+        while !rest.is_empty() {
+            let len = match scanner.scan(&rest) {
+                Ok(Some(len)) => len,
+                Ok(None) => return Err(UpstreamError::Protocol("truncated reply".into())),
+                Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+            };
+            let frame = rest.split_to(len);
+            values.push(value::parse(&frame).map_err(|e| UpstreamError::Protocol(e.to_string()))?);
+        }
+        Ok(values)
     }
 
     /// True while at least one shared connection is up.

@@ -17,13 +17,13 @@
 //! - [`client`]: the Sentinel protocol client and the `ROLE` probe;
 //! - [`events`]: parsing Sentinel's event messages;
 //! - `resolver`, `watcher`: the background tasks; `state`: the failover hold
-//!   and publication; `value`: reading control-plane replies.
+//!   and publication (control-plane replies are read with `crate::resp::value`).
 
 pub mod client;
 pub mod events;
 mod resolver;
 mod state;
-mod value;
+
 mod watcher;
 
 use std::sync::Arc;

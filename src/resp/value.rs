@@ -1,8 +1,8 @@
 //! A small RESP2 value reader for control-plane replies (Sentinel answers,
-//! `ROLE`, pub/sub messages).
+//! `ROLE`, pub/sub messages, the sidecar's own SCAN/UNLINK/CONFIG calls).
 //!
 //! The data path never builds values: it forwards reply bytes untouched. The
-//! discovery task, however, has to look inside a handful of short replies, so
+//! discovery task and the sidecar's own calls, however, look inside a handful of replies, so
 //! this module turns one complete frame (already measured by
 //! [`crate::resp::ReplyScanner`]) into a [`Value`]. It does no IO, caps the
 //! capacity it pre-allocates from lengths on the wire, and rejects the RESP3
