@@ -21,6 +21,8 @@
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod keys;
+pub mod namespace;
 pub mod policy;
 pub mod resp;
 pub mod server;

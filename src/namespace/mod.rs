@@ -1,0 +1,116 @@
+//! The namespace stage: which namespace a key belongs to, legacy `SELECT n` mapped
+//! onto a prefix, and the rewriting both ways (prefix on the way in, strip on the way out).
+//!
+//! Pure: no IO. The server asks [`Namespaces`] about each request's keys (found by
+//! [`crate::keys`]); `reply` rewrites replies and pub/sub frames that carry key names,
+//! `ttl` applies the per-namespace TTL rules.
+
+pub mod reply;
+pub mod ttl;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::NamespaceConfig;
+
+/// One configured namespace, compiled.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub prefix: Bytes,
+    /// `prefix` with glob metacharacters escaped, to start a `MATCH` / `KEYS` pattern.
+    pub prefix_glob: Bytes,
+    pub config: NamespaceConfig,
+}
+
+impl Namespace {
+    pub fn new(config: NamespaceConfig) -> Namespace {
+        let prefix = Bytes::copy_from_slice(config.prefix.as_bytes());
+        Namespace {
+            prefix_glob: glob_escape(&prefix),
+            prefix,
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True when `key` (as Redis sees it) lies in this namespace.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.prefix)
+    }
+
+    /// The name Redis sees for a key a mapped-db client names `key`.
+    pub fn add_prefix(&self, key: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.prefix.len() + key.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(key);
+        out.freeze()
+    }
+
+    /// The name a mapped-db client knows for `key`; `None` when `key` is not in this namespace.
+    pub fn strip<'a>(&self, key: &'a [u8]) -> Option<&'a [u8]> {
+        key.strip_prefix(self.prefix.as_ref())
+    }
+
+    /// A client's glob pattern (KEYS, SCAN MATCH, PSUBSCRIBE on keyspace channels) scoped to
+    /// this namespace: the escaped prefix, then the pattern unchanged.
+    pub fn scope_pattern(&self, pattern: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.prefix_glob.len() + pattern.len());
+        out.extend_from_slice(&self.prefix_glob);
+        out.extend_from_slice(pattern);
+        out.freeze()
+    }
+}
+
+/// Every configured namespace. Prefixes never overlap (the config refuses it), so a key
+/// belongs to at most one.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    list: Vec<Namespace>,
+}
+
+impl Namespaces {
+    pub fn new(configs: &[NamespaceConfig]) -> Namespaces {
+        Namespaces {
+            list: configs.iter().cloned().map(Namespace::new).collect(),
+        }
+    }
+
+    /// With no namespace configured the sidecar is a transparent proxy.
+    pub fn enabled(&self) -> bool {
+        !self.list.is_empty()
+    }
+
+    /// The namespace `key` (as Redis sees it) belongs to.
+    pub fn of_key(&self, key: &[u8]) -> Option<&Namespace> {
+        self.list.iter().find(|ns| ns.contains(key))
+    }
+
+    /// The namespace legacy `SELECT db` maps onto.
+    pub fn by_db(&self, db: u32) -> Option<&Namespace> {
+        self.list.iter().find(|ns| ns.config.db == Some(db))
+    }
+
+    /// Case-sensitive, as configured.
+    pub fn by_name(&self, name: &[u8]) -> Option<&Namespace> {
+        self.list.iter().find(|ns| ns.config.name.as_bytes() == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Namespace> {
+        self.list.iter()
+    }
+}
+
+/// Escape the glob metacharacters Redis's `stringmatchlen` knows (`* ? [ ] \`), so the
+/// bytes match only themselves.
+pub fn glob_escape(bytes: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(bytes.len() + 4);
+    for &b in bytes {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.extend_from_slice(b"\\");
+        }
+        out.extend_from_slice(&[b]);
+    }
+    out.freeze()
+}

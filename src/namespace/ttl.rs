@@ -1,0 +1,1 @@
+//! Per-namespace TTL rules: default TTL, maximum TTL, required TTL, sliding expiry.
