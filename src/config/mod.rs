@@ -26,8 +26,8 @@ pub use overlay::{
     Overlay, ENV_REDIS_PASSWORD, ENV_REDIS_TLS_ENABLED, ENV_REDIS_URL, ENV_SIDECAR_LISTEN,
 };
 pub use typed::{
-    AdminConfig, CacheConfig, Degrade, Endpoint, FlushMode, KeysMode, LogConfig, LogFormat,
-    NamespaceConfig, PolicyConfig, ScriptsMode, ServerConfig, TlsConfig, UnmatchedKeys,
+    AdminConfig, CacheConfig, Degrade, Endpoint, FlushMode, FlushPolicy, KeysMode, LogConfig,
+    LogFormat, NamespaceConfig, PolicyConfig, ScriptsMode, ServerConfig, TlsConfig, UnmatchedKeys,
     UpstreamConfig, UpstreamMode,
 };
 

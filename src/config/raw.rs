@@ -12,7 +12,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    ConfigError, Degrade, FlushMode, KeysMode, LogFormat, ScriptsMode, UnmatchedKeys, UpstreamMode,
+    ConfigError, Degrade, FlushMode, FlushPolicy, KeysMode, LogFormat, ScriptsMode, UnmatchedKeys,
+    UpstreamMode,
 };
 
 /// A byte size as written: `"64MiB"`, `"4096"` or a bare TOML integer.
@@ -155,6 +156,9 @@ pub(crate) struct RawNamespace {
     pub degrade: Degrade,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub touch_on_read: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub touch_interval: Option<String>,
+    pub must_not_evict: bool,
 }
 
 impl Default for RawNamespace {
@@ -170,6 +174,8 @@ impl Default for RawNamespace {
             require_ttl: false,
             degrade: Degrade::Fail,
             touch_on_read: None,
+            touch_interval: None,
+            must_not_evict: false,
         }
     }
 }
@@ -184,6 +190,7 @@ pub(crate) struct RawPolicy {
     pub keys: KeysMode,
     pub scripts: ScriptsMode,
     pub script_allowlist: Vec<String>,
+    pub flush: FlushPolicy,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

@@ -81,6 +81,7 @@ impl RawConfig {
                 keys: config.policy.keys,
                 scripts: config.policy.scripts,
                 script_allowlist: config.policy.script_allowlist.clone(),
+                flush: config.policy.flush,
             },
             log: RawLog {
                 level: config.log.level.clone(),
@@ -127,5 +128,7 @@ fn namespace(ns: &NamespaceConfig) -> RawNamespace {
         require_ttl: ns.require_ttl,
         degrade: ns.degrade,
         touch_on_read: ns.touch_on_read.map(format_duration),
+        touch_interval: ns.touch_interval.map(format_duration),
+        must_not_evict: ns.must_not_evict,
     }
 }

@@ -164,16 +164,43 @@ fn units_in_every_format_through_the_file() {
 }
 
 #[test]
-fn unfinished_features_are_refused_by_key() {
+fn cluster_mode_is_refused_by_key() {
     let cluster = error_text("[upstream]\nmode = \"cluster\"");
     assert!(
         cluster.contains("upstream.mode: cluster mode is not available in this build yet"),
         "{cluster}"
     );
-    let ns = error_text("[[namespace]]\nname = \"session\"\nprefix = \"session:\"");
+}
+
+#[test]
+fn namespace_touch_interval_and_prefix_rules() {
+    let ns = "[[namespace]]\nname = \"session\"\nprefix = \"session:\"\n";
+    let config = Config::from_toml_str(&format!("{ns}touch_on_read = \"30m\"")).unwrap();
+    assert_eq!(
+        config.namespaces[0].touch_interval,
+        Some(std::time::Duration::from_secs(60))
+    );
+    let config = Config::from_toml_str(&format!("{ns}touch_on_read = \"40s\"")).unwrap();
+    assert_eq!(
+        config.namespaces[0].touch_interval,
+        Some(std::time::Duration::from_secs(10))
+    );
+    let longer = error_text(&format!(
+        "{ns}touch_on_read = \"1m\"\ntouch_interval = \"2m\""
+    ));
     assert!(
-        ns.contains("namespace: namespaces are not enforced by this build yet; remove [[namespace]] or upgrade"),
-        "{ns}"
+        longer.contains("namespace.touch_interval: must be shorter than touch_on_read"),
+        "{longer}"
+    );
+    let alone = error_text(&format!("{ns}touch_interval = \"2m\""));
+    assert!(
+        alone.contains("namespace.touch_interval: is only used with touch_on_read"),
+        "{alone}"
+    );
+    let braces = error_text("[[namespace]]\nname = \"x\"\nprefix = \"{x}:\"");
+    assert!(
+        braces.contains("namespace.prefix: must not contain '{' or '}'"),
+        "{braces}"
     );
 }
 

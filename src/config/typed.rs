@@ -263,8 +263,13 @@ pub struct NamespaceConfig {
     /// Refuse writes that set no TTL.
     pub require_ttl: bool,
     pub degrade: Degrade,
-    /// Sliding expiry: a read resets the key's TTL to this.
+    /// Sliding expiry: a read resets the key's TTL to this...
     pub touch_on_read: Option<Duration>,
+    /// ...at most once per key per this interval (set whenever `touch_on_read` is).
+    pub touch_interval: Option<Duration>,
+    /// Eviction would lose data apps rely on (sessions, locks): warn when the upstream's
+    /// `maxmemory-policy` can evict these keys.
+    pub must_not_evict: bool,
 }
 
 /// Keys outside every namespace (only meaningful with namespaces).
@@ -281,6 +286,16 @@ pub enum UnmatchedKeys {
 pub enum KeysMode {
     Scan,
     Forward,
+    Deny,
+}
+
+/// How FLUSHDB/FLUSHALL are answered once namespaces are enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushPolicy {
+    /// A prefix-scoped SCAN + UNLINK of the namespaces with `flush = "allow"`.
+    Scoped,
+    /// Refused with -NOPERM (use `SIDECAR FLUSH <namespace>`).
     Deny,
 }
 
@@ -303,6 +318,7 @@ pub struct PolicyConfig {
     pub scripts: ScriptsMode,
     /// Lowercase SHA1 hex digests allowed when `scripts = "allowlist"`.
     pub script_allowlist: Vec<String>,
+    pub flush: FlushPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -316,6 +332,7 @@ impl Default for PolicyConfig {
             keys: KeysMode::Scan,
             scripts: ScriptsMode::Allow,
             script_allowlist: Vec::new(),
+            flush: FlushPolicy::Scoped,
         }
     }
 }

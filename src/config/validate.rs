@@ -122,12 +122,6 @@ pub(crate) fn reject_unfinished_features(origin: &str, config: &Config) -> Resul
             ))
         }
     }
-    if !config.namespaces.is_empty() {
-        return Err(c.err(
-            "namespace",
-            "namespaces are not enforced by this build yet; remove [[namespace]] or upgrade",
-        ));
-    }
     Ok(())
 }
 
@@ -309,6 +303,36 @@ fn namespace(ns: &RawNamespace) -> Result<NamespaceConfig, (&'static str, String
             return Err(("namespace.default_ttl", "must not exceed max_ttl".into()));
         }
     }
+    if ns.prefix.contains(['{', '}']) {
+        // A brace in the prefix would change the hash slot of every key with a hash tag.
+        return Err((
+            "namespace.prefix",
+            "must not contain '{' or '}' (keys keep their own {hash tags} for Redis Cluster)"
+                .into(),
+        ));
+    }
+    let touch_on_read = ttl("namespace.touch_on_read", &ns.touch_on_read)?;
+    let touch_interval = match (
+        touch_on_read,
+        ttl("namespace.touch_interval", &ns.touch_interval)?,
+    ) {
+        (None, Some(_)) => {
+            return Err((
+                "namespace.touch_interval",
+                "is only used with touch_on_read".into(),
+            ))
+        }
+        (None, None) => None,
+        (Some(ttl), Some(every)) if every >= ttl => {
+            return Err((
+                "namespace.touch_interval",
+                "must be shorter than touch_on_read".into(),
+            ))
+        }
+        (Some(_), Some(every)) => Some(every),
+        // Default: refresh at most every quarter of the TTL, and at least once a minute.
+        (Some(ttl), None) => Some((ttl / 4).min(Duration::from_secs(60))),
+    };
     Ok(NamespaceConfig {
         name,
         prefix: ns.prefix.clone(),
@@ -319,7 +343,9 @@ fn namespace(ns: &RawNamespace) -> Result<NamespaceConfig, (&'static str, String
         max_ttl,
         require_ttl: ns.require_ttl,
         degrade: ns.degrade,
-        touch_on_read: ttl("namespace.touch_on_read", &ns.touch_on_read)?,
+        touch_on_read,
+        touch_interval,
+        must_not_evict: ns.must_not_evict,
     })
 }
 
@@ -367,6 +393,7 @@ fn policy(c: &Check<'_>, raw: &RawPolicy) -> Result<PolicyConfig, ConfigError> {
         keys: raw.keys,
         scripts: raw.scripts,
         script_allowlist,
+        flush: raw.flush,
     })
 }
 

@@ -94,7 +94,9 @@ impl Namespaces {
 
     /// Case-sensitive, as configured.
     pub fn by_name(&self, name: &[u8]) -> Option<&Namespace> {
-        self.list.iter().find(|ns| ns.config.name.as_bytes() == name)
+        self.list
+            .iter()
+            .find(|ns| ns.config.name.as_bytes() == name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Namespace> {

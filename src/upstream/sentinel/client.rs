@@ -18,8 +18,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::resp::value::{self, Value};
 use crate::config::{Endpoint, UpstreamConfig};
+use crate::resp::value::{self, Value};
 use crate::resp::{Protocol, ReplyScanner, Request};
 use crate::upstream::connect::{open, tls_setup, Conn, TlsSetup};
 use crate::upstream::Connector;
