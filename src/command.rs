@@ -36,6 +36,8 @@ pub enum Local {
     ClientGetName,
     ClientSetInfo,
     ClientInfo,
+    /// `SIDECAR <subcommand>`: the sidecar's own admin commands.
+    Sidecar,
 }
 
 /// Commands that open, use or close per-connection state upstream.
@@ -125,6 +127,7 @@ pub fn classify(args: &[Bytes]) -> Route {
             }
         }
         b"CLIENT" => classify_client(args),
+        b"SIDECAR" => Route::Local(Local::Sidecar),
         _ => Route::Shared,
     }
 }
@@ -186,6 +189,7 @@ pub(crate) fn is_container(name: &str) -> bool {
             | "OBJECT"
             | "PUBSUB"
             | "SCRIPT"
+            | "SIDECAR"
             | "SLOWLOG"
             | "XGROUP"
             | "XINFO"

@@ -9,7 +9,7 @@
 //! tracking, CLIENT REPLY) moves the client onto a pinned connection until the
 //! state ends.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,12 +20,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::failover::has_readonly;
+use super::keyspace::{self, ClientView, Op, ReplyFix, StageCtx, Staged};
+use super::scoped;
 use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
-use crate::resp::{Protocol, Reply, Request, RequestDecoder, RequestLimits};
+use crate::namespace::reply::{self, ExecFix};
+use crate::resp::{Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits};
 use crate::upstream::sentinel::PrimaryState;
-use crate::upstream::{retired, Batch, Job, PinnedConn, ReplyBudget, UpstreamError};
+use crate::upstream::{
+    encode_command, retired, Batch, Job, PinnedConn, ReplyBudget, UpstreamError, MAX_REPLY_DEPTH,
+};
 
 /// Write the output buffer once it holds this much, even mid-batch.
 const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -66,15 +71,58 @@ enum Slot {
         /// `-READONLY` and they are retried on the new primary.
         sent: Bytes,
         epoch: u64,
+        fix: Option<Box<SlotFix>>,
     },
     Pinned {
         count: usize,
+        fix: Option<Box<SlotFix>>,
     },
     /// Read and drop `count` replies, answer `reply` instead (EXEC after a refusal in MULTI).
     PinnedReplaced {
         count: usize,
         reply: Bytes,
     },
+}
+
+/// How the replies of one slot are rewritten: the first `keep` go to the client (rewritten
+/// by `fix`); the rest answer the sidecar's own follow-up commands and are dropped.
+#[derive(Debug)]
+pub(super) struct SlotFix {
+    keep: usize,
+    fix: Option<Fix>,
+}
+
+/// A reply rewrite for a mapped-db client.
+#[derive(Debug)]
+pub(super) enum Fix {
+    Strip(ReplyFix),
+    /// EXEC: per queued command, keep, drop (a sidecar follow-up) or strip its result.
+    Exec {
+        fixes: Vec<ExecFix>,
+        prefix: Bytes,
+    },
+}
+
+impl Fix {
+    fn apply(&self, frame: &Bytes) -> Bytes {
+        match self {
+            Fix::Strip(f) => reply::strip_keys(f.kind, frame, &f.prefix),
+            Fix::Exec { fixes, prefix } => reply::fix_exec(frame, fixes, prefix),
+        }
+    }
+}
+
+/// What the namespace stage adds to a forwarded command.
+#[derive(Debug, Default)]
+struct Extra {
+    fix: Option<Fix>,
+    follow_ups: Vec<Vec<Bytes>>,
+}
+
+impl Extra {
+    fn is_plain(&self) -> bool {
+        self.fix.is_none() && self.follow_ups.is_empty()
+    }
 }
 
 /// The identity and protocol state of one client connection.
@@ -111,6 +159,13 @@ pub struct Client<R, W> {
     tx_lost: Option<TxLost>,
     primary: watch::Receiver<PrimaryState>,
     quit: bool,
+    /// The db the client selected; with namespaces, a mapped db is a key prefix.
+    db: u32,
+    /// Inside MULTI with namespaces: how each queued command's EXEC result is rewritten.
+    tx_fixes: Vec<ExecFix>,
+    /// Upstream pub/sub names this client reached through a mapped db, and that db.
+    mapped_channels: HashSet<Bytes>,
+    mapped_db: u32,
 }
 
 impl<R, W> Client<R, W>
@@ -157,6 +212,10 @@ where
             tx_lost: None,
             primary,
             quit: false,
+            db: 0,
+            tx_fixes: Vec::new(),
+            mapped_channels: HashSet::new(),
+            mapped_db: 0,
         }
     }
 
@@ -269,8 +328,10 @@ where
                 }
                 f = frame => match f {
                     Ok(frame) => {
-                        self.out.extend_from_slice(&frame);
-                        self.write_out().await?;
+                        if let Some(frame) = self.map_pubsub(frame) {
+                            self.out.extend_from_slice(&frame);
+                            self.write_out().await?;
+                        }
                     }
                     Err(e) => {
                         // The pinned connection died or its primary changed while idle:
@@ -301,7 +362,8 @@ where
             req = self.translate_client_ids(req);
         }
         let mut route = classify(&req.args);
-        if route == Route::Local(Local::SelectZero) && self.pinned.is_some() {
+        let namespaced = self.ctx.namespaces.enabled();
+        if route == Route::Local(Local::SelectZero) && (self.pinned.is_some() || namespaced) {
             // The pinned connection may sit in another db: it must switch back itself.
             route = Route::Pinned(Pin::Select);
         }
@@ -324,24 +386,98 @@ where
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
             return Ok(());
         }
-        let pin = match route {
+        let mut pin = match route {
             Route::Pinned(p) => Some(p),
             _ => None,
         };
+        let mut extra = Extra::default();
+        if namespaced {
+            let cx = StageCtx {
+                namespaces: &self.ctx.namespaces,
+                policy: &self.ctx.config.policy,
+                touch: &self.ctx.touch,
+                unmatched: &self.ctx.unmatched,
+            };
+            let view = ClientView {
+                db: self.db,
+                in_multi: self.session.multi,
+            };
+            match keyspace::stage(&cx, view, req) {
+                Staged::Forward {
+                    req: staged,
+                    fix,
+                    follow_ups,
+                    channels,
+                } => {
+                    req = staged;
+                    extra = Extra {
+                        fix: fix.map(Fix::Strip),
+                        follow_ups,
+                    };
+                    if !channels.is_empty() {
+                        self.mapped_db = self.db;
+                        self.mapped_channels.extend(channels);
+                    }
+                }
+                Staged::Answer(reply) => {
+                    self.close_segment().await;
+                    if self.session.multi {
+                        self.session.multi_refused = true;
+                    }
+                    self.ready(reply);
+                    return Ok(());
+                }
+                Staged::Select(db) => {
+                    self.close_segment().await;
+                    self.db = db;
+                    self.ready(Reply::ok());
+                    return Ok(());
+                }
+                Staged::Run(op) => {
+                    self.drain().await?;
+                    let reply = self.run_op(op).await;
+                    self.ready(reply);
+                    return Ok(());
+                }
+            }
+            if pin == Some(Pin::Select) {
+                pin = None;
+            }
+        }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
         }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
         if self.pinned.is_none() && (pin.is_none() || stateless_end) {
-            self.seg.extend_from_slice(&req.raw);
-            self.seg_count += 1;
+            if extra.is_plain() {
+                self.seg.extend_from_slice(&req.raw);
+                self.seg_count += 1;
+            } else {
+                // A rewritten reply or dropped follow-ups: the command gets a job of its own.
+                self.close_segment().await;
+                self.seg.extend_from_slice(&req.raw);
+                for args in &extra.follow_ups {
+                    encode_command(args, &mut self.seg);
+                }
+                self.seg_count = 1 + extra.follow_ups.len();
+                let fix = SlotFix {
+                    keep: 1,
+                    fix: extra.fix,
+                };
+                self.close_segment_with(Some(Box::new(fix))).await;
+            }
             return Ok(());
         }
-        self.send_pinned(req, pin).await
+        self.send_pinned(req, pin, extra).await
     }
 
-    async fn send_pinned(&mut self, req: Request, pin: Option<Pin>) -> Result<(), Closed> {
+    async fn send_pinned(
+        &mut self,
+        req: Request,
+        pin: Option<Pin>,
+        extra: Extra,
+    ) -> Result<(), Closed> {
         if self.pinned.is_none() {
             // Everything sent before on the shared connection must be answered first.
             self.drain().await?;
@@ -357,15 +493,78 @@ where
             }
         }
         if pin == Some(Pin::Exec) && self.session.multi_refused {
+            self.tx_fixes.clear();
             let reply = Reply::error("EXECABORT Transaction discarded because of previous errors.")
                 .to_bytes(self.conn.proto);
             self.discard_instead_of_exec(reply);
             return Ok(());
         }
-        let count = self.session.sent(&req.args, pin);
+        let queued =
+            self.session.multi && !matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Multi));
+        let mut fix = extra.fix;
+        match pin {
+            Some(Pin::Multi) | Some(Pin::Discard) => self.tx_fixes.clear(),
+            Some(Pin::Exec) => {
+                let fixes = std::mem::take(&mut self.tx_fixes);
+                if fixes.iter().any(|f| *f != ExecFix::Keep) {
+                    let prefix = self
+                        .ctx
+                        .namespaces
+                        .by_db(self.db)
+                        .map(|ns| ns.prefix.clone())
+                        .unwrap_or_default();
+                    fix = Some(Fix::Exec { fixes, prefix });
+                }
+            }
+            _ if queued && self.ctx.namespaces.enabled() => {
+                // Inside MULTI the reply is +QUEUED; the rewrite applies to EXEC's result.
+                self.tx_fixes.push(match fix.take() {
+                    Some(Fix::Strip(f)) => ExecFix::Strip(f.kind),
+                    _ => ExecFix::Keep,
+                });
+                self.tx_fixes
+                    .extend(extra.follow_ups.iter().map(|_| ExecFix::Drop));
+            }
+            _ => {}
+        }
+        let keep = self.session.sent(&req.args, pin);
         self.pinned_out.extend_from_slice(&req.raw);
-        self.slots.push_back(Slot::Pinned { count });
+        let mut count = keep;
+        for args in &extra.follow_ups {
+            count += self.session.sent(args, None);
+            encode_command(args, &mut self.pinned_out);
+        }
+        let fix = (fix.is_some() || count != keep).then(|| Box::new(SlotFix { keep, fix }));
+        self.slots.push_back(Slot::Pinned { count, fix });
         Ok(())
+    }
+
+    /// Carry out a prefix-scoped operation (earlier commands are all answered).
+    async fn run_op(&mut self, op: Op) -> Reply {
+        let up = &self.ctx.upstream;
+        let result = match op {
+            Op::Keys { pattern, strip } => {
+                let max = self.ctx.config.server.max_reply_buffer;
+                scoped::keys(up, &pattern, strip.as_ref(), max)
+                    .await
+                    .map(|keys| Reply::Array(keys.into_iter().map(Reply::Bulk).collect()))
+            }
+            Op::DbSize { prefix } => scoped::count(up, &prefix)
+                .await
+                .map(|n| Reply::Integer(n as i64)),
+            Op::RandomKey { prefix } => scoped::random_key(up, &prefix)
+                .await
+                .map(|k| k.map(Reply::Bulk).unwrap_or(Reply::Null)),
+            Op::Flush { prefixes } => {
+                scoped::delete_prefixes(up, &prefixes, false)
+                    .await
+                    .map(|removed| {
+                        debug!(client = self.conn.id, removed, "flush made prefix-scoped");
+                        Reply::ok()
+                    })
+            }
+        };
+        result.unwrap_or_else(|e| Reply::error(e.reply_text()))
     }
 
     fn ready(&mut self, reply: Reply) {
@@ -375,6 +574,10 @@ where
 
     /// Hand the open run of shared commands to the client's shared connection.
     async fn close_segment(&mut self) {
+        self.close_segment_with(None).await
+    }
+
+    async fn close_segment_with(&mut self, fix: Option<Box<SlotFix>>) {
         if self.seg_count == 0 {
             return;
         }
@@ -406,6 +609,7 @@ where
             rx,
             sent,
             epoch,
+            fix,
         });
     }
 
@@ -434,6 +638,7 @@ where
                     rx,
                     sent,
                     epoch,
+                    fix,
                 } => {
                     let mut batch = tokio::select! {
                         // The reply is usually ready: check it before arming the other branches.
@@ -445,6 +650,20 @@ where
                     if self.ctx.upstream.is_sentinel() && has_readonly(&batch.bytes) {
                         batch.bytes = Box::pin(self.retry_readonly(sent, batch.bytes, epoch)).await;
                     }
+                    let mut count = count;
+                    if let Some(fix) = fix {
+                        // Rewrite the kept replies, drop the follow-ups' replies.
+                        let frames = split_frames(&batch.bytes);
+                        for frame in frames.iter().take(fix.keep) {
+                            match &fix.fix {
+                                Some(f) => self.out.extend_from_slice(&f.apply(frame)),
+                                None => self.out.extend_from_slice(frame),
+                            }
+                        }
+                        batch.got = batch.got.min(fix.keep);
+                        count = fix.keep;
+                        batch.bytes = Bytes::new();
+                    }
                     self.out.extend_from_slice(&batch.bytes);
                     if batch.got < count {
                         let err = batch.error.unwrap_or(UpstreamError::Lost);
@@ -454,9 +673,9 @@ where
                         }
                     }
                 }
-                Slot::Pinned { count } => self.read_pinned(count, None).await?,
+                Slot::Pinned { count, fix } => self.read_pinned(count, None, fix).await?,
                 Slot::PinnedReplaced { count, reply } => {
-                    self.read_pinned(count, Some(reply)).await?
+                    self.read_pinned(count, Some(reply), None).await?
                 }
             }
             if self.out.len() >= OUT_HIGH_WATER {
@@ -470,7 +689,13 @@ where
 
     /// Read `count` replies from the pinned connection into the output, forwarding any
     /// out-of-band frames that arrive among them.
-    async fn read_pinned(&mut self, count: usize, replace: Option<Bytes>) -> Result<(), Closed> {
+    async fn read_pinned(
+        &mut self,
+        count: usize,
+        replace: Option<Bytes>,
+        fix: Option<Box<SlotFix>>,
+    ) -> Result<(), Closed> {
+        let keep = fix.as_ref().map_or(count, |f| f.keep);
         let mut got = 0;
         while got < count {
             let Some(p) = self.pinned.as_mut() else {
@@ -486,10 +711,17 @@ where
             };
             match frame {
                 Ok(frame) => {
+                    let frame = match self.map_pubsub(frame) {
+                        Some(frame) => frame,
+                        None => continue,
+                    };
                     if self.session.is_reply(&frame, self.conn.proto) {
                         got += 1;
-                        if replace.is_none() {
-                            self.out.extend_from_slice(&frame);
+                        if replace.is_none() && got <= keep {
+                            match fix.as_ref().and_then(|f| f.fix.as_ref()) {
+                                Some(f) => self.out.extend_from_slice(&f.apply(&frame)),
+                                None => self.out.extend_from_slice(&frame),
+                            }
                         }
                     } else {
                         self.out.extend_from_slice(&frame);
@@ -501,7 +733,7 @@ where
                 Err(e) => {
                     debug!(client = self.conn.id, error = %e, "pinned upstream connection lost");
                     let reply = Reply::error(e.reply_text()).to_bytes(self.conn.proto);
-                    for _ in got..count {
+                    for _ in got.min(keep)..keep {
                         self.out.extend_from_slice(&reply);
                     }
                     got = count;
@@ -520,7 +752,15 @@ where
         let reply = Reply::error(err.reply_text()).to_bytes(self.conn.proto);
         for slot in self.slots.iter_mut() {
             match slot {
-                Slot::Pinned { count } | Slot::PinnedReplaced { count, .. } => {
+                Slot::Pinned { count, fix } => {
+                    let owed = fix.as_ref().map_or(*count, |f| f.keep);
+                    let mut bytes = BytesMut::new();
+                    for _ in 0..owed {
+                        bytes.extend_from_slice(&reply);
+                    }
+                    *slot = Slot::Ready(bytes.freeze());
+                }
+                Slot::PinnedReplaced { count, .. } => {
                     let mut bytes = BytesMut::new();
                     for _ in 0..*count {
                         bytes.extend_from_slice(&reply);
@@ -594,6 +834,9 @@ where
         self.session = Session::default();
         self.lost = None;
         self.tx_lost = None;
+        self.db = 0;
+        self.tx_fixes.clear();
+        self.mapped_channels.clear();
         self.conn.proto = Protocol::Resp2;
         self.conn.name = None;
         self.conn.authenticated = self.ctx.config.server.requirepass.is_none();
@@ -723,4 +966,40 @@ where
         args[at] = Bytes::from(upstream.to_string());
         Request::from_args(args)
     }
+}
+
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// A pub/sub frame on a channel this client reached through a mapped db, as the client
+    /// named it; `None` drops it (a keyevent for a key outside the client's namespace).
+    fn map_pubsub(&self, frame: Bytes) -> Option<Bytes> {
+        if self.mapped_channels.is_empty() {
+            return Some(frame);
+        }
+        let Some(ns) = self.ctx.namespaces.by_db(self.mapped_db) else {
+            return Some(frame);
+        };
+        let mapped = |name: &[u8]| self.mapped_channels.contains(name);
+        reply::pubsub_from_upstream(&frame, self.mapped_db, ns, &mapped)
+    }
+}
+
+/// The complete RESP frames in `bytes`, in order (zero-copy slices).
+fn split_frames(bytes: &Bytes) -> Vec<Bytes> {
+    let mut scanner = ReplyScanner::new(MAX_REPLY_DEPTH);
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match scanner.scan(&bytes[at..]) {
+            Ok(Some(len)) => {
+                frames.push(bytes.slice(at..at + len));
+                at += len;
+            }
+            _ => break,
+        }
+    }
+    frames
 }

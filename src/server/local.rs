@@ -60,6 +60,7 @@ where
                 None => Reply::Null,
             },
             Local::ClientSetInfo => self.set_info(args),
+            Local::Sidecar => self.sidecar(args).await,
             Local::ClientInfo => {
                 if args.len() != 2 {
                     return arity("client|info");

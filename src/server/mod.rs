@@ -5,9 +5,13 @@
 //! shutdown can stop accepting, let in-flight commands finish and wait for them
 //! within `server.shutdown_grace`.
 
+mod admin;
+mod advisor;
 mod client;
 mod failover;
+mod keyspace;
 mod local;
+mod scoped;
 mod session;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,9 +24,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::namespace::ttl::TouchThrottle;
+use crate::namespace::Namespaces;
 use crate::policy::Policy;
 use crate::upstream::Upstream;
 use client::{Client, Closed};
+
+/// Keys whose last sliding-TTL refresh is remembered (bounded memory).
+const TOUCH_TRACKED_KEYS: usize = 100_000;
 
 /// The sockets the sidecar serves clients on, already bound (tests bind port 0).
 pub struct Listeners {
@@ -35,6 +44,13 @@ pub struct Ctx {
     pub config: Config,
     pub policy: Policy,
     pub upstream: Upstream,
+    pub namespaces: Namespaces,
+    /// Sliding-TTL refreshes already sent, per key (`touch_on_read`).
+    pub touch: TouchThrottle,
+    /// Commands let through with keys outside every namespace (`unmatched_keys = "allow"`).
+    pub unmatched: AtomicU64,
+    /// Warnings about the upstream's settings (eviction), for `SIDECAR NAMESPACES`.
+    pub advisories: std::sync::Mutex<Vec<String>>,
     clients: AtomicUsize,
     next_id: AtomicU64,
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
@@ -45,10 +61,15 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(config: Config, upstream: Upstream) -> Ctx {
         let policy = Policy::new(&config.policy.deny_commands);
+        let namespaces = Namespaces::new(&config.namespaces);
         Ctx {
             config,
             policy,
             upstream,
+            namespaces,
+            touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
+            unmatched: AtomicU64::new(0),
+            advisories: std::sync::Mutex::new(Vec::new()),
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             pinned_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -92,6 +113,9 @@ impl Drop for ClientSlot {
 /// Accept and serve clients until `shutdown`, then drain within the grace period.
 pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    if ctx.namespaces.iter().any(|ns| ns.config.must_not_evict) {
+        tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
+    }
     let Listeners { tcp, unix } = listeners;
     loop {
         let unix_accept = async {

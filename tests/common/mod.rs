@@ -431,6 +431,8 @@ pub struct SidecarToml {
     pub upstream: Vec<String>,
     pub policy: Vec<String>,
     pub url: Option<String>,
+    /// Each entry is the body of one `[[namespace]]` table.
+    pub namespaces: Vec<String>,
 }
 
 impl SidecarToml {
@@ -465,6 +467,12 @@ impl SidecarToml {
         self
     }
 
+    /// Add a `[[namespace]]` table (its lines, newline-separated).
+    pub fn namespace(mut self, body: &str) -> Self {
+        self.namespaces.push(body.to_string());
+        self
+    }
+
     pub fn render(&self, listen: &str) -> String {
         let mut s = String::from("[server]\n");
         s.push_str(&format!("listen = \"{listen}\"\n"));
@@ -483,6 +491,11 @@ impl SidecarToml {
         s.push_str("\n[policy]\n");
         for l in &self.policy {
             s.push_str(l);
+            s.push('\n');
+        }
+        for ns in &self.namespaces {
+            s.push_str("\n[[namespace]]\n");
+            s.push_str(ns);
             s.push('\n');
         }
         s

@@ -1,0 +1,129 @@
+//! `SIDECAR <subcommand>`: the sidecar's own commands, answered locally and readable
+//! in redis-cli. `FLUSH` empties one namespace with a prefix-scoped SCAN + UNLINK;
+//! `NAMESPACES` shows the namespaces, their rules and what the sidecar noticed.
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::Client;
+use super::scoped;
+use crate::config::units::format_duration;
+use crate::config::{FlushMode, NamespaceConfig, UnmatchedKeys};
+use crate::resp::Reply;
+
+const HELP: &[&str] = &[
+    "SIDECAR <subcommand> [<arg> ...]. Subcommands are:",
+    "NAMESPACES",
+    "    Each namespace with its prefix, db mapping and rules; keys let through outside",
+    "    every namespace; warnings about the upstream (eviction policy).",
+    "FLUSH <namespace> [DRYRUN]",
+    "    Delete every key of one namespace (SCAN MATCH prefix* + UNLINK in batches; Redis",
+    "    is never blocked). Answers the number of keys removed, or with DRYRUN that would be.",
+    "HELP",
+    "    Print this help.",
+];
+
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) async fn sidecar(&mut self, args: &[Bytes]) -> Reply {
+        let Some(sub) = args.get(1) else {
+            return Reply::error("ERR wrong number of arguments for 'sidecar' command");
+        };
+        let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
+        match sub.as_str() {
+            "HELP" => Reply::Array(HELP.iter().map(|l| Reply::simple(l)).collect()),
+            "NAMESPACES" => self.namespaces_report(),
+            "FLUSH" => self.flush_namespace(&args[2..]).await,
+            _ => Reply::error(format!(
+                "ERR unknown subcommand '{}'. Try SIDECAR HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    fn namespaces_report(&self) -> Reply {
+        let ctx = self.ctx();
+        let mut lines: Vec<Reply> = ctx
+            .namespaces
+            .iter()
+            .map(|ns| Reply::Bulk(Bytes::from(describe(&ns.config))))
+            .collect();
+        if lines.is_empty() {
+            lines.push(Reply::Bulk(Bytes::from_static(
+                b"no namespaces: transparent proxy (only policy.deny_commands applies)",
+            )));
+        }
+        lines.push(Reply::Bulk(Bytes::from(format!(
+            "unmatched_keys={} unmatched_allowed={}",
+            match ctx.config.policy.unmatched_keys {
+                UnmatchedKeys::Reject => "reject",
+                UnmatchedKeys::Allow => "allow",
+            },
+            ctx.unmatched.load(std::sync::atomic::Ordering::Relaxed)
+        ))));
+        if let Ok(advisories) = ctx.advisories.lock() {
+            for text in advisories.iter() {
+                lines.push(Reply::Bulk(Bytes::from(format!("warning: {text}"))));
+            }
+        }
+        Reply::Array(lines)
+    }
+
+    /// `SIDECAR FLUSH <namespace> [DRYRUN]`: earlier commands are answered first.
+    async fn flush_namespace(&mut self, args: &[Bytes]) -> Reply {
+        let dry_run = match args {
+            [_] => false,
+            [_, flag] if flag.eq_ignore_ascii_case(b"DRYRUN") => true,
+            _ => return Reply::error("ERR syntax: SIDECAR FLUSH <namespace> [DRYRUN]"),
+        };
+        let Some(ns) = self.ctx().namespaces.by_name(&args[0]) else {
+            return Reply::error(format!(
+                "ERR no namespace named '{}' (see SIDECAR NAMESPACES)",
+                String::from_utf8_lossy(&args[0])
+            ));
+        };
+        let prefix = ns.prefix.clone();
+        let name = ns.name().to_owned();
+        self.drain_quietly().await;
+        match scoped::delete_prefixes(&self.ctx().upstream, &[prefix], dry_run).await {
+            Ok(n) => {
+                if !dry_run {
+                    tracing::info!(namespace = %name, removed = n, "SIDECAR FLUSH");
+                }
+                Reply::Integer(n as i64)
+            }
+            Err(e) => Reply::error(e.reply_text()),
+        }
+    }
+}
+
+/// One namespace as a line of `key=value` pairs.
+fn describe(ns: &NamespaceConfig) -> String {
+    let mut line = format!(
+        "{} prefix={} db={} flush={} cache={} require_ttl={} must_not_evict={}",
+        ns.name,
+        ns.prefix,
+        ns.db.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+        match ns.flush {
+            FlushMode::Deny => "deny",
+            FlushMode::Allow => "allow",
+        },
+        ns.cache,
+        ns.require_ttl,
+        ns.must_not_evict,
+    );
+    for (key, value) in [
+        ("default_ttl", ns.default_ttl),
+        ("max_ttl", ns.max_ttl),
+        ("touch_on_read", ns.touch_on_read),
+        ("touch_interval", ns.touch_interval),
+    ] {
+        if let Some(d) = value {
+            line.push_str(&format!(" {key}={}", format_duration(d)));
+        }
+    }
+    line
+}
