@@ -30,6 +30,11 @@ fn assert_noperm(reply: &[u8], needle: &str) {
     );
 }
 
+/// A whole reply as text (not shortened like `show`).
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
 /// A RESP2 array of bulk strings, sorted, from a reply (one level).
 fn sorted_names(reply: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(reply);
@@ -79,7 +84,7 @@ fn unmatched_keys_allow_lets_them_through_and_counts_them() {
     let mut c = sidecar.conn();
     assert_reply(&c.cmd_str(&["SET", "legacy", "1"]), b"+OK\r\n");
     assert_reply(&c.cmd_str(&["GET", "legacy"]), b"$1\r\n1\r\n");
-    let report = show(&c.cmd_str(&["SIDECAR", "NAMESPACES"]));
+    let report = text(&c.cmd_str(&["SIDECAR", "NAMESPACES"]));
     assert!(report.contains("unmatched_allowed=2"), "{report}");
     assert!(
         report.contains("session prefix=session: db=3 flush=deny"),
@@ -226,7 +231,7 @@ fn select_without_a_mapping_move_and_swapdb_are_refused() {
 
 /// `INFO commandstats` calls of one command on the server.
 fn calls(redis: &RedisServer, command: &str) -> i64 {
-    let info = show(&redis.cmd(&["INFO", "commandstats"]));
+    let info = text(&redis.cmd(&["INFO", "commandstats"]));
     let needle = format!("cmdstat_{command}:calls=");
     info.split(&needle)
         .nth(1)
@@ -338,8 +343,8 @@ fn randomkey_and_dbsize_stay_inside_the_namespace() {
     c.cmd_str(&["SELECT", "5"]);
     assert_reply(&c.cmd_str(&["DBSIZE"]), b":7\r\n");
     for _ in 0..20 {
-        let key = show(&c.cmd_str(&["RANDOMKEY"]));
-        assert!(key.contains("\r\nc") && !key.contains("cache:"), "{key}");
+        let key = String::from_utf8_lossy(&c.cmd_str(&["RANDOMKEY"])).into_owned();
+        assert!(key.contains("\r\nc") && !key.contains("cache:"), "{key:?}");
     }
     c.cmd_str(&["SELECT", "3"]);
     assert_reply(&c.cmd_str(&["DBSIZE"]), b":50\r\n");
@@ -388,9 +393,17 @@ fn scan_page(reply: &[u8]) -> (String, Vec<String>) {
     (parts[2].to_string(), names)
 }
 
+/// An integer reply's value.
+fn int(reply: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(reply);
+    text.trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer: {text:?}"))
+}
+
 fn dbsize(redis: &RedisServer) -> i64 {
-    let reply = show(&redis.cmd(&["DBSIZE"]));
-    reply.trim_start_matches(':').trim().parse().unwrap()
+    int(&redis.cmd(&["DBSIZE"]))
 }
 
 fn count_prefix(redis: &RedisServer, prefix: &str) -> usize {
@@ -465,11 +478,7 @@ fn flush_policy_deny_refuses_flushall() {
 
 /// The server's TTL of `key`, in seconds.
 fn ttl(redis: &RedisServer, key: &str) -> i64 {
-    show(&redis.cmd(&["TTL", key]))
-        .trim_start_matches(':')
-        .trim()
-        .parse()
-        .unwrap()
+    int(&redis.cmd(&["TTL", key]))
 }
 
 #[test]
@@ -622,13 +631,13 @@ fn keyspace_notifications_of_a_mapped_db() {
     w.cmd_str(&["SET", "watched", "1"]);
     let first = sub.read_reply();
     let second = sub.read_reply();
-    let both = format!("{}{}", show(&first), show(&second));
+    let both = format!("{}{}", text(&first), text(&second));
     assert!(
         both.contains("__keyspace@3__:watched") && both.contains("set"),
         "{both}"
     );
     assert!(
-        both.contains("__keyevent@3__:set") && both.contains("\\r\\nwatched\\r\\n"),
+        both.contains("__keyevent@3__:set") && both.contains("\r\nwatched\r\n"),
         "{both}"
     );
     assert!(
@@ -646,7 +655,7 @@ fn eviction_advisor_warns_when_protected_namespaces_can_be_evicted() {
     );
     let mut c = sidecar.conn();
     let report = wait_for("eviction warning", Duration::from_secs(10), || {
-        let r = show(&c.cmd_str(&["SIDECAR", "NAMESPACES"]));
+        let r = text(&c.cmd_str(&["SIDECAR", "NAMESPACES"]));
         r.contains("warning:").then_some(r)
     });
     assert!(
@@ -660,6 +669,6 @@ fn eviction_advisor_warns_when_protected_namespaces_can_be_evicted() {
     );
     let mut f = fixed.conn();
     std::thread::sleep(Duration::from_millis(500));
-    let report = show(&f.cmd_str(&["SIDECAR", "NAMESPACES"]));
+    let report = text(&f.cmd_str(&["SIDECAR", "NAMESPACES"]));
     assert!(!report.contains("warning:"), "{report}");
 }
