@@ -116,3 +116,86 @@ pub fn glob_escape(bytes: &[u8]) -> Bytes {
     }
     out.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use proptest::prelude::*;
+
+    fn namespaces(prefixes: &[String]) -> Namespaces {
+        let mut toml = String::new();
+        for (i, p) in prefixes.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[namespace]]\nname = \"ns{i}\"\nprefix = {p:?}\ndb = {}\n",
+                i + 1
+            ));
+        }
+        Namespaces::new(&Config::from_toml_str(&toml).unwrap().namespaces)
+    }
+
+    #[test]
+    fn glob_escape_covers_every_metacharacter() {
+        assert_eq!(
+            glob_escape(b"a*b?c[d]e\\f").as_ref(),
+            b"a\\*b\\?c\\[d\\]e\\\\f"
+        );
+        let ns = Namespace::new(namespaces(&["we*ird:".into()]).list[0].config.clone());
+        assert_eq!(ns.scope_pattern(b"u1*").as_ref(), b"we\\*ird:u1*");
+    }
+
+    #[test]
+    fn keys_are_found_by_prefix_and_dbs_by_mapping() {
+        let ns = namespaces(&["session:".into(), "lock:".into()]);
+        assert_eq!(ns.of_key(b"session:x").map(Namespace::name), Some("ns0"));
+        assert_eq!(ns.of_key(b"lock:").map(Namespace::name), Some("ns1"));
+        assert!(ns.of_key(b"sessio").is_none());
+        assert_eq!(ns.by_db(2).map(Namespace::name), Some("ns1"));
+        assert!(ns.by_db(0).is_none());
+        assert_eq!(
+            ns.by_name(b"ns0").map(|n| n.prefix.as_ref()),
+            Some(&b"session:"[..])
+        );
+    }
+
+    /// Prefixes the config accepts: non-empty, no braces, none starting another.
+    fn prefix_sets() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[a-z0-9:*?_\\[\\]-]{1,8}", 1..5).prop_map(|mut list| {
+            let mut kept: Vec<String> = Vec::new();
+            list.sort();
+            for p in list.drain(..) {
+                if !kept
+                    .iter()
+                    .any(|k| k.starts_with(&p) || p.starts_with(k.as_str()))
+                {
+                    kept.push(p);
+                }
+            }
+            kept
+        })
+    }
+
+    proptest! {
+        /// For random keys and namespaces: prefixing then stripping gives the key back,
+        /// and the prefixed key always belongs to the namespace it was prefixed for.
+        #[test]
+        fn rewrite_then_strip_is_the_identity(
+            prefixes in prefix_sets(),
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            pick in any::<usize>(),
+        ) {
+            let all = namespaces(&prefixes);
+            let ns = &all.list[pick % all.list.len()];
+            let upstream = ns.add_prefix(&key);
+            prop_assert_eq!(ns.strip(&upstream), Some(&key[..]));
+            prop_assert_eq!(all.of_key(&upstream).map(Namespace::name), Some(ns.name()));
+            // A key that carries hash tags keeps them: the prefix holds no braces.
+            let braces = ns.prefix.iter().any(|&b| b == b'{' || b == b'}');
+            prop_assert!(!braces);
+            if let Some(open) = key.iter().position(|&b| b == b'{') {
+                let shifted = open + ns.prefix.len();
+                prop_assert_eq!(upstream.iter().position(|&b| b == b'{'), Some(shifted));
+            }
+        }
+    }
+}

@@ -22,6 +22,8 @@ fn ns(prefix: &str) -> Namespace {
         require_ttl: false,
         degrade: Degrade::Fail,
         touch_on_read: None,
+        touch_interval: None,
+        must_not_evict: false,
     })
 }
 
