@@ -21,6 +21,9 @@
 #   SIDECAR_EXTRA_SERVER  lines added to the [server] table of that second
 #                         target (e.g. SIDECAR_EXTRA_SERVER='threads = 2');
 #                         either variable starts the second target
+#   SIDECAR_EXTRA_BENCH   extra redis-benchmark arguments for that second
+#                         target only (e.g. "--dbnum 3": its clients SELECT 3,
+#                         which a namespace maps onto a key prefix)
 #   SIDECAR_CONFIG_BASE   replaces the base sidecar config (default below)
 #   SIDECAR_BIN           binary to run (default target/release/resp-sidecar)
 #   SKIP_BUILD=1          do not run `cargo build --release`
@@ -181,9 +184,13 @@ run_one() {
         1) requests="$REQUESTS_P1" ;;
         *) requests="$REQUESTS_P16" ;;
     esac
-    log "round $round: $name -P $depth -n $requests"
+    local extra=()
+    if [ "$name" = sidecar+extra ] && [ -n "${SIDECAR_EXTRA_BENCH:-}" ]; then
+        read -r -a extra <<<"$SIDECAR_EXTRA_BENCH"
+    fi
+    log "round $round: $name -P $depth -n $requests ${extra[*]}"
     if ! redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
-        -r 10000 -n "$requests" -P "$depth" --csv >"$WORK/benchmark.out" 2>&1; then
+        -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv >"$WORK/benchmark.out" 2>&1; then
         log "redis-benchmark failed against $name:"
         cat "$WORK/benchmark.out" >&2
         exit 1
