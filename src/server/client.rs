@@ -25,6 +25,7 @@ use super::scoped;
 use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
+use crate::keys::KeyArg;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits};
 use crate::upstream::sentinel::PrimaryState;
@@ -159,13 +160,23 @@ pub struct Client<R, W> {
     tx_lost: Option<TxLost>,
     primary: watch::Receiver<PrimaryState>,
     quit: bool,
-    /// The db the client selected; with namespaces, a mapped db is a key prefix.
+    /// Namespace state, made on the first request when namespaces are configured (boxed:
+    /// an idle connection of a transparent sidecar stays small).
+    ns: Option<Box<NsClient>>,
+}
+
+/// One client's namespace state.
+#[derive(Debug, Default)]
+struct NsClient {
+    /// The db the client selected; a mapped db is a key prefix.
     db: u32,
-    /// Inside MULTI with namespaces: how each queued command's EXEC result is rewritten.
+    /// Inside MULTI: how each queued command's EXEC result is rewritten.
     tx_fixes: Vec<ExecFix>,
     /// Upstream pub/sub names this client reached through a mapped db, and that db.
     mapped_channels: HashSet<Bytes>,
     mapped_db: u32,
+    /// Reused for each request's key positions.
+    key_scratch: Vec<KeyArg>,
 }
 
 impl<R, W> Client<R, W>
@@ -212,10 +223,7 @@ where
             tx_lost: None,
             primary,
             quit: false,
-            db: 0,
-            tx_fixes: Vec::new(),
-            mapped_channels: HashSet::new(),
-            mapped_db: 0,
+            ns: None,
         }
     }
 
@@ -398,11 +406,12 @@ where
                 touch: &self.ctx.touch,
                 unmatched: &self.ctx.unmatched,
             };
+            let ns = self.ns.get_or_insert_with(Box::default);
             let view = ClientView {
-                db: self.db,
+                db: ns.db,
                 in_multi: self.session.multi,
             };
-            match keyspace::stage(&cx, view, req) {
+            match keyspace::stage(&cx, view, req, &mut ns.key_scratch) {
                 Staged::Forward {
                     req: staged,
                     fix,
@@ -415,8 +424,8 @@ where
                         follow_ups,
                     };
                     if !channels.is_empty() {
-                        self.mapped_db = self.db;
-                        self.mapped_channels.extend(channels);
+                        ns.mapped_db = ns.db;
+                        ns.mapped_channels.extend(channels);
                     }
                 }
                 Staged::Answer(reply) => {
@@ -428,8 +437,8 @@ where
                     return Ok(());
                 }
                 Staged::Select(db) => {
+                    ns.db = db;
                     self.close_segment().await;
-                    self.db = db;
                     self.ready(Reply::ok());
                     return Ok(());
                 }
@@ -493,7 +502,9 @@ where
             }
         }
         if pin == Some(Pin::Exec) && self.session.multi_refused {
-            self.tx_fixes.clear();
+            if let Some(ns) = self.ns.as_mut() {
+                ns.tx_fixes.clear();
+            }
             let reply = Reply::error("EXECABORT Transaction discarded because of previous errors.")
                 .to_bytes(self.conn.proto);
             self.discard_instead_of_exec(reply);
@@ -502,30 +513,32 @@ where
         let queued =
             self.session.multi && !matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Multi));
         let mut fix = extra.fix;
-        match pin {
-            Some(Pin::Multi) | Some(Pin::Discard) => self.tx_fixes.clear(),
-            Some(Pin::Exec) => {
-                let fixes = std::mem::take(&mut self.tx_fixes);
-                if fixes.iter().any(|f| *f != ExecFix::Keep) {
-                    let prefix = self
-                        .ctx
-                        .namespaces
-                        .by_db(self.db)
-                        .map(|ns| ns.prefix.clone())
-                        .unwrap_or_default();
-                    fix = Some(Fix::Exec { fixes, prefix });
+        if let Some(ns) = self.ns.as_mut() {
+            match pin {
+                Some(Pin::Multi) | Some(Pin::Discard) => ns.tx_fixes.clear(),
+                Some(Pin::Exec) => {
+                    let fixes = std::mem::take(&mut ns.tx_fixes);
+                    if fixes.iter().any(|f| *f != ExecFix::Keep) {
+                        let prefix = self
+                            .ctx
+                            .namespaces
+                            .by_db(ns.db)
+                            .map(|n| n.prefix.clone())
+                            .unwrap_or_default();
+                        fix = Some(Fix::Exec { fixes, prefix });
+                    }
                 }
+                _ if queued => {
+                    // Inside MULTI the reply is +QUEUED; the rewrite applies to EXEC's result.
+                    ns.tx_fixes.push(match fix.take() {
+                        Some(Fix::Strip(f)) => ExecFix::Strip(f.kind),
+                        _ => ExecFix::Keep,
+                    });
+                    ns.tx_fixes
+                        .extend(extra.follow_ups.iter().map(|_| ExecFix::Drop));
+                }
+                _ => {}
             }
-            _ if queued && self.ctx.namespaces.enabled() => {
-                // Inside MULTI the reply is +QUEUED; the rewrite applies to EXEC's result.
-                self.tx_fixes.push(match fix.take() {
-                    Some(Fix::Strip(f)) => ExecFix::Strip(f.kind),
-                    _ => ExecFix::Keep,
-                });
-                self.tx_fixes
-                    .extend(extra.follow_ups.iter().map(|_| ExecFix::Drop));
-            }
-            _ => {}
         }
         let keep = self.session.sent(&req.args, pin);
         self.pinned_out.extend_from_slice(&req.raw);
@@ -834,9 +847,7 @@ where
         self.session = Session::default();
         self.lost = None;
         self.tx_lost = None;
-        self.db = 0;
-        self.tx_fixes.clear();
-        self.mapped_channels.clear();
+        self.ns = None;
         self.conn.proto = Protocol::Resp2;
         self.conn.name = None;
         self.conn.authenticated = self.ctx.config.server.requirepass.is_none();
@@ -976,14 +987,14 @@ where
     /// A pub/sub frame on a channel this client reached through a mapped db, as the client
     /// named it; `None` drops it (a keyevent for a key outside the client's namespace).
     fn map_pubsub(&self, frame: Bytes) -> Option<Bytes> {
-        if self.mapped_channels.is_empty() {
-            return Some(frame);
-        }
-        let Some(ns) = self.ctx.namespaces.by_db(self.mapped_db) else {
+        let Some(state) = self.ns.as_ref().filter(|s| !s.mapped_channels.is_empty()) else {
             return Some(frame);
         };
-        let mapped = |name: &[u8]| self.mapped_channels.contains(name);
-        reply::pubsub_from_upstream(&frame, self.mapped_db, ns, &mapped)
+        let Some(ns) = self.ctx.namespaces.by_db(state.mapped_db) else {
+            return Some(frame);
+        };
+        let mapped = |name: &[u8]| state.mapped_channels.contains(name);
+        reply::pubsub_from_upstream(&frame, state.mapped_db, ns, &mapped)
     }
 }
 

@@ -91,7 +91,14 @@ fn lossy(bytes: &[u8]) -> String {
 
 /// Apply namespaces and the key, flush, KEYS, script and TTL policies to one request.
 /// Only called when at least one namespace is configured.
-pub(super) fn stage(cx: &StageCtx<'_>, view: ClientView, req: Request) -> Staged {
+/// `found` is scratch space for the key positions (kept by the caller, so the common
+/// path allocates nothing).
+pub(super) fn stage(
+    cx: &StageCtx<'_>,
+    view: ClientView,
+    req: Request,
+    found: &mut Vec<KeyArg>,
+) -> Staged {
     let mut buf = [0u8; 32];
     let Some(name) = req.args.first().and_then(|n| upper(n, &mut buf)) else {
         return forward(req);
@@ -158,27 +165,28 @@ pub(super) fn stage(cx: &StageCtx<'_>, view: ClientView, req: Request) -> Staged
         cx.unmatched.fetch_add(1, Ordering::Relaxed);
         return forward(req);
     };
-    let mut found = Vec::new();
-    keys::extract(cmd, &req.args, &mut found);
+    found.clear();
+    keys::extract(cmd, &req.args, found);
     if found.is_empty() {
         return forward(req);
     }
-    let (req, owners) = match mapped {
-        Some(ns) => (prefixed(ns, req, &found), vec![Some(ns); found.len()]),
+    let req = match mapped {
+        Some(ns) => prefixed(ns, req, found),
         None => {
-            let mut owners = Vec::with_capacity(found.len());
-            for k in &found {
+            let mut unmatched = false;
+            for k in found.iter() {
                 let key = &req.args[k.index];
-                let owner = cx.namespaces.of_key(key);
-                if owner.is_none() {
+                if cx.namespaces.of_key(key).is_none() {
                     if cx.policy.unmatched_keys == UnmatchedKeys::Reject {
                         return refuse(unmatched_text(cx.namespaces, key, k.kind));
                     }
-                    cx.unmatched.fetch_add(1, Ordering::Relaxed);
+                    unmatched = true;
                 }
-                owners.push(owner);
             }
-            (req, owners)
+            if unmatched {
+                cx.unmatched.fetch_add(1, Ordering::Relaxed);
+            }
+            req
         }
     };
     let fix = mapped.and_then(|ns| {
@@ -187,11 +195,21 @@ pub(super) fn stage(cx: &StageCtx<'_>, view: ClientView, req: Request) -> Staged
             prefix: ns.prefix.clone(),
         })
     });
+    if !cx.namespaces.iter().any(has_ttl_rules) {
+        return Staged::Forward {
+            req,
+            fix,
+            follow_ups: Vec::new(),
+            channels: Vec::new(),
+        };
+    }
     let ruled: Vec<(KeyArg, &Namespace)> = found
         .iter()
-        .zip(&owners)
-        .filter_map(|(k, ns)| ns.filter(|ns| has_ttl_rules(ns)).map(|ns| (*k, ns)))
-        .filter(|(k, _)| k.kind == ArgKind::Key)
+        .filter(|k| k.kind == ArgKind::Key)
+        .filter_map(|k| {
+            let owner = mapped.or_else(|| cx.namespaces.of_key(&req.args[k.index]));
+            owner.filter(|ns| has_ttl_rules(ns)).map(|ns| (*k, ns))
+        })
         .collect();
     if ruled.is_empty() {
         return Staged::Forward {
