@@ -6,6 +6,7 @@
 //! `ttl` applies the per-namespace TTL rules.
 
 pub mod reply;
+mod touch;
 pub mod ttl;
 
 use bytes::{Bytes, BytesMut};
