@@ -502,3 +502,117 @@ fn script_policy(policy: &PolicyConfig, name: &[u8], args: &[Bytes]) -> Result<(
 fn sha1_hex(bytes: &[u8]) -> String {
     sha1_smol::Sha1::from(bytes).digest().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::test_args as args;
+    use crate::config::Config;
+
+    struct Fixture {
+        namespaces: Namespaces,
+        policy: PolicyConfig,
+        touch: TouchThrottle,
+        unmatched: AtomicU64,
+    }
+
+    fn fixture(policy: &str) -> Fixture {
+        let toml = format!(
+            "[policy]\n{policy}\n\
+             [[namespace]]\nname = \"session\"\nprefix = \"s:\"\ndb = 3\n\
+             [[namespace]]\nname = \"cache\"\nprefix = \"c*:\"\ndb = 5\nflush = \"allow\"\n"
+        );
+        let config = Config::from_toml_str(&toml).unwrap();
+        Fixture {
+            namespaces: Namespaces::new(&config.namespaces),
+            policy: config.policy,
+            touch: TouchThrottle::new(16),
+            unmatched: AtomicU64::new(0),
+        }
+    }
+
+    fn run(f: &Fixture, db: u32, in_multi: bool, line: &str) -> Staged {
+        let cx = StageCtx {
+            namespaces: &f.namespaces,
+            policy: &f.policy,
+            touch: &f.touch,
+            unmatched: &f.unmatched,
+        };
+        let req = Request::from_args(args(line));
+        stage(&cx, ClientView { db, in_multi }, req, &mut Vec::new())
+    }
+
+    fn refusal(staged: Staged) -> String {
+        match staged {
+            Staged::Answer(Reply::Error(text)) => String::from_utf8_lossy(&text).into_owned(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn forwarded(staged: Staged) -> Vec<Bytes> {
+        match staged {
+            Staged::Forward { req, .. } => req.args,
+            other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn select_maps_known_dbs_and_refuses_others() {
+        let f = fixture("");
+        assert!(matches!(run(&f, 0, false, "SELECT 3"), Staged::Select(3)));
+        assert!(matches!(run(&f, 3, false, "select 0"), Staged::Select(0)));
+        assert!(refusal(run(&f, 0, false, "SELECT 4")).contains("no namespace maps db 4"));
+        assert!(refusal(run(&f, 0, true, "SELECT 3")).contains("inside MULTI"));
+        assert!(refusal(run(&f, 0, false, "MOVE k 3")).starts_with("NOPERM MOVE"));
+    }
+
+    #[test]
+    fn flushes_are_scoped_to_flush_safe_namespaces() {
+        let f = fixture("");
+        match run(&f, 0, false, "FLUSHALL ASYNC") {
+            Staged::Run(Op::Flush { prefixes }) => assert_eq!(prefixes, vec![Bytes::from("c*:")]),
+            other => panic!("{other:?}"),
+        }
+        assert!(refusal(run(&f, 3, false, "FLUSHDB")).contains("'session' (db 3) is protected"));
+        assert!(refusal(run(&f, 5, true, "FLUSHDB")).contains("inside MULTI"));
+        let deny = fixture("flush = \"deny\"");
+        assert!(refusal(run(&deny, 0, false, "FLUSHALL")).contains("policy.flush"));
+    }
+
+    #[test]
+    fn keys_and_scan_are_scoped_with_the_prefix_escaped() {
+        let f = fixture("");
+        match run(&f, 5, false, "KEYS u*") {
+            Staged::Run(Op::Keys { pattern, strip }) => {
+                assert_eq!(pattern.as_ref(), b"c\\*:u*");
+                assert_eq!(strip.as_deref(), Some(&b"c*:"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            forwarded(run(&f, 5, false, "SCAN 0 COUNT 10")),
+            args("SCAN 0 COUNT 10 MATCH c\\*:*")
+        );
+        assert_eq!(
+            forwarded(run(&f, 3, false, "SCAN 7 match a?")),
+            args("SCAN 7 match s:a?")
+        );
+        // db 0 is Redis's own keyspace: forwarded as is.
+        assert_eq!(forwarded(run(&f, 0, false, "SCAN 0")), args("SCAN 0"));
+        let deny = fixture("keys = \"deny\"");
+        assert!(refusal(run(&deny, 0, false, "KEYS *")).contains("policy.keys"));
+    }
+
+    #[test]
+    fn scripts_policy_checks_before_keys() {
+        let f = fixture("scripts = \"deny\"");
+        assert!(refusal(run(&f, 0, false, "EVAL x 0")).contains("policy.scripts"));
+        assert!(refusal(run(&f, 0, false, "SCRIPT LOAD x")).contains("SCRIPT LOAD"));
+        let sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+        let list = fixture(&format!(
+            "scripts = \"allowlist\"\nscript_allowlist = [\"{sha}\"]"
+        ));
+        assert!(refusal(run(&list, 0, false, "EVALSHA ffff 0")).contains("not in policy.script_allowlist"));
+        assert!(matches!(run(&list, 0, false, &format!("EVALSHA {sha} 0")), Staged::Forward { .. }));
+    }
+}
