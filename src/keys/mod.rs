@@ -4,8 +4,28 @@
 //! The namespace stage calls [`lookup`] once per request and [`extract`] to find the
 //! arguments it must check, prefix or give a TTL. Pure: no IO, no allocation beyond
 //! the caller's output vector.
+//!
+//! The table (`table.rs`) is generated from a running Redis by
+//! `scripts/gen-command-table.py`; `spec` interprets key specs the way Redis does for
+//! `COMMAND GETKEYS`, and `procs` walks the arguments of the few commands whose specs
+//! cannot be trusted on their own (SORT, MIGRATE, SET, BITFIELD, GEORADIUS,
+//! XREADGROUP, DEBUG). What is not done here: deciding what a key may be (policy),
+//! rewriting it (namespace), pub/sub channels and KEYS/SCAN patterns.
+
+mod procs;
+mod spec;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Ordering;
 
 use bytes::Bytes;
+
+use procs::Proc;
+use spec::KeySpec;
+
+pub use table::REDIS_VERSION;
 
 /// Access flags of one key argument, as Redis 7 key specs report them
 /// (`COMMAND GETKEYSANDFLAGS` names: RO, RW, OW, RM, access, update, insert, delete...).
@@ -88,19 +108,121 @@ pub struct CommandInfo {
     /// Upper case, `"GET"` or `"OBJECT ENCODING"` for a subcommand.
     pub name: &'static str,
     pub flags: CommandFlags,
-    // Key specs and whatever else the table needs live here (private to this module).
+    /// The word looked up: the name, or for a subcommand its second word.
+    token: &'static str,
+    /// Redis arity: the exact argument count, or minus the minimum when negative.
+    arity: i32,
+    key_specs: &'static [KeySpec],
+    procedure: Proc,
+    /// Sorted by `token`; empty unless this is a container command.
+    subcommands: &'static [CommandInfo],
+}
+
+impl CommandInfo {
+    /// Redis arity (argument count including the name; negative: at least that many).
+    pub fn arity(&self) -> i32 {
+        self.arity
+    }
+
+    /// How many key specs Redis reports for the command (NOT_KEY ones included).
+    pub fn key_spec_count(&self) -> usize {
+        self.key_specs.len()
+    }
+
+    /// Whether [`extract`] can find any key in some request for this command.
+    pub fn has_keys(&self) -> bool {
+        self.procedure != Proc::None
+            || self
+                .key_specs
+                .iter()
+                .any(|s| !s.flags.contains(KeyFlags::NOT_KEY))
+    }
+
+    /// The subcommands of a container command (`OBJECT`, `XINFO`...), sorted by name.
+    pub fn subcommands(&self) -> &'static [CommandInfo] {
+        self.subcommands
+    }
+}
+
+/// Every top-level command of the table, sorted by name (subcommands hang off their
+/// container).
+pub fn commands() -> &'static [CommandInfo] {
+    table::COMMANDS
 }
 
 /// The table entry for a request (subcommand resolved for container commands), or `None`
 /// for a command Redis 7.0 does not have. Case-insensitive.
+///
+/// Like Redis, a container command without a subcommand argument resolves to the
+/// container itself (which has no keys), and an unknown subcommand to `None`.
 pub fn lookup(args: &[Bytes]) -> Option<&'static CommandInfo> {
-    let _ = args;
-    None
+    let cmd = find(table::COMMANDS, args.first()?)?;
+    match args.get(1) {
+        Some(sub) if !cmd.subcommands.is_empty() => find(cmd.subcommands, sub),
+        _ => Some(cmd),
+    }
+}
+
+/// Binary search of a table sorted by upper-case token, comparing `name` upper-cased
+/// on the fly (no copy).
+fn find(table: &'static [CommandInfo], name: &[u8]) -> Option<&'static CommandInfo> {
+    if name.len() > table::MAX_TOKEN_LEN {
+        return None;
+    }
+    let i = table
+        .binary_search_by(|c| cmp_upper(c.token.as_bytes(), name))
+        .ok()?;
+    table.get(i)
+}
+
+/// Orders an upper-case table token against `name` as if `name` were upper case.
+fn cmp_upper(token: &[u8], name: &[u8]) -> Ordering {
+    for (t, n) in token.iter().zip(name) {
+        match t.cmp(&n.to_ascii_uppercase()) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    token.len().cmp(&name.len())
 }
 
 /// Append the key arguments of `args` (a request for `cmd`) to `out`, in argument order.
 /// Never panics on malformed requests: arguments that are not there are not reported
 /// (Redis refuses such a request before touching any key).
+///
+/// For SORT and SORT_RO the `BY` / `GET` patterns come out as [`ArgKind::Pattern`].
+/// Shard channels (SPUBLISH, SSUBSCRIBE...; NOT_KEY specs) are not reported, as in
+/// `COMMAND GETKEYS`. Where a command's parser reads a key option more than once
+/// (`SORT ... STORE a STORE b`), every occurrence is reported.
 pub fn extract(cmd: &CommandInfo, args: &[Bytes], out: &mut Vec<KeyArg>) {
-    let _ = (cmd, args, out);
+    let start = out.len();
+    if cmd.procedure == Proc::None {
+        for spec in cmd.key_specs {
+            spec.extract(args, out);
+        }
+    } else {
+        procs::extract(cmd, args, out);
+    }
+    in_argument_order(out, start);
+}
+
+/// Sorts `out[start..]` by index and merges the flags of an argument two specs report.
+fn in_argument_order(out: &mut Vec<KeyArg>, start: usize) {
+    let Some(tail) = out.get_mut(start..) else {
+        return;
+    };
+    if tail.windows(2).all(|w| w[0].index < w[1].index) {
+        return;
+    }
+    tail.sort_unstable_by_key(|k| k.index);
+    let mut kept = start;
+    for i in start..out.len() {
+        if kept > start && out[kept - 1].index == out[i].index {
+            out[kept - 1].flags = out[kept - 1].flags.union(out[i].flags);
+        } else {
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
 }
