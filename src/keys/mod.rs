@@ -142,6 +142,20 @@ impl CommandInfo {
     pub fn subcommands(&self) -> &'static [CommandInfo] {
         self.subcommands
     }
+
+    /// A keyless entry with the given name and flags, for other stages' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &'static str, flags: CommandFlags) -> CommandInfo {
+        CommandInfo {
+            name,
+            flags,
+            token: name,
+            arity: -1,
+            key_specs: &[],
+            procedure: Proc::None,
+            subcommands: &[],
+        }
+    }
 }
 
 /// Every top-level command of the table, sorted by name (subcommands hang off their

@@ -21,12 +21,9 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(NOW_MS as u64)
 }
 
-/// The one place a table entry is built by hand (the key table is filled elsewhere).
+/// The one place a table entry is built by hand: the rules read only name and flags.
 fn command(name: &str, flags: CommandFlags) -> CommandInfo {
-    CommandInfo {
-        name: Box::leak(name.to_owned().into_boxed_str()),
-        flags,
-    }
+    CommandInfo::for_tests(Box::leak(name.to_owned().into_boxed_str()), flags)
 }
 
 fn namespace(name: &str, rules: impl FnOnce(&mut NamespaceConfig)) -> Namespace {

@@ -612,7 +612,11 @@ mod tests {
         let list = fixture(&format!(
             "scripts = \"allowlist\"\nscript_allowlist = [\"{sha}\"]"
         ));
-        assert!(refusal(run(&list, 0, false, "EVALSHA ffff 0")).contains("not in policy.script_allowlist"));
-        assert!(matches!(run(&list, 0, false, &format!("EVALSHA {sha} 0")), Staged::Forward { .. }));
+        assert!(refusal(run(&list, 0, false, "EVALSHA ffff 0"))
+            .contains("not in policy.script_allowlist"));
+        assert!(matches!(
+            run(&list, 0, false, &format!("EVALSHA {sha} 0")),
+            Staged::Forward { .. }
+        ));
     }
 }

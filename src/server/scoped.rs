@@ -8,7 +8,7 @@
 //! with the upstream's error, reporting nothing as done that was not.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use bytes::{Bytes, BytesMut};
 
@@ -141,9 +141,7 @@ pub async fn keys(
 
 /// A 64-bit digest of a name: counting distinct names without keeping them.
 fn digest(state: &RandomState, key: &[u8]) -> u64 {
-    let mut h = state.build_hasher();
-    key.hash(&mut h);
-    h.finish()
+    state.hash_one(key)
 }
 
 /// The number of distinct keys under `prefix` (DBSIZE of a mapped db).
