@@ -394,7 +394,7 @@ where
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
             return Ok(());
         }
-        let mut pin = match route {
+        let pin = match route {
             Route::Pinned(p) => Some(p),
             _ => None,
         };
@@ -448,9 +448,6 @@ where
                     self.ready(reply);
                     return Ok(());
                 }
-            }
-            if pin == Some(Pin::Select) {
-                pin = None;
             }
         }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
