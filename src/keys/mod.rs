@@ -18,7 +18,6 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Ordering;
 
 use bytes::Bytes;
 
@@ -180,24 +179,19 @@ pub fn lookup(args: &[Bytes]) -> Option<&'static CommandInfo> {
 /// Binary search of a table sorted by upper-case token, comparing `name` upper-cased
 /// on the fly (no copy).
 fn find(table: &'static [CommandInfo], name: &[u8]) -> Option<&'static CommandInfo> {
-    if name.len() > table::MAX_TOKEN_LEN {
+    // Upper-cased once on the stack, then plain byte-slice comparisons (memcmp).
+    let mut buf = [0u8; 32];
+    if name.len() > table::MAX_TOKEN_LEN || name.len() > buf.len() {
         return None;
     }
+    let upper = &mut buf[..name.len()];
+    for (u, n) in upper.iter_mut().zip(name) {
+        *u = n.to_ascii_uppercase();
+    }
     let i = table
-        .binary_search_by(|c| cmp_upper(c.token.as_bytes(), name))
+        .binary_search_by(|c| c.token.as_bytes().cmp(upper))
         .ok()?;
     table.get(i)
-}
-
-/// Orders an upper-case table token against `name` as if `name` were upper case.
-fn cmp_upper(token: &[u8], name: &[u8]) -> Ordering {
-    for (t, n) in token.iter().zip(name) {
-        match t.cmp(&n.to_ascii_uppercase()) {
-            Ordering::Equal => {}
-            other => return other,
-        }
-    }
-    token.len().cmp(&name.len())
 }
 
 /// Append the key arguments of `args` (a request for `cmd`) to `out`, in argument order.

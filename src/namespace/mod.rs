@@ -36,6 +36,12 @@ impl Namespace {
         &self.config.name
     }
 
+    /// A default, maximum, required or sliding TTL applies to this namespace's keys.
+    pub fn has_ttl_rules(&self) -> bool {
+        let c = &self.config;
+        c.default_ttl.is_some() || c.max_ttl.is_some() || c.require_ttl || c.touch_on_read.is_some()
+    }
+
     /// True when `key` (as Redis sees it) lies in this namespace.
     pub fn contains(&self, key: &[u8]) -> bool {
         key.starts_with(&self.prefix)
@@ -69,13 +75,22 @@ impl Namespace {
 #[derive(Debug, Clone, Default)]
 pub struct Namespaces {
     list: Vec<Namespace>,
+    /// Some namespace has a TTL rule (default, max, required or sliding).
+    ttl_rules: bool,
 }
 
 impl Namespaces {
     pub fn new(configs: &[NamespaceConfig]) -> Namespaces {
+        let list: Vec<Namespace> = configs.iter().cloned().map(Namespace::new).collect();
         Namespaces {
-            list: configs.iter().cloned().map(Namespace::new).collect(),
+            ttl_rules: list.iter().any(Namespace::has_ttl_rules),
+            list,
         }
+    }
+
+    /// True when some namespace has a TTL rule (so requests need a TTL plan).
+    pub fn any_ttl_rules(&self) -> bool {
+        self.ttl_rules
     }
 
     /// With no namespace configured the sidecar is a transparent proxy.

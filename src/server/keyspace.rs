@@ -195,7 +195,7 @@ pub(super) fn stage(
             prefix: ns.prefix.clone(),
         })
     });
-    if !cx.namespaces.iter().any(has_ttl_rules) {
+    if !cx.namespaces.any_ttl_rules() {
         return Staged::Forward {
             req,
             fix,
@@ -208,7 +208,7 @@ pub(super) fn stage(
         .filter(|k| k.kind == ArgKind::Key)
         .filter_map(|k| {
             let owner = mapped.or_else(|| cx.namespaces.of_key(&req.args[k.index]));
-            owner.filter(|ns| has_ttl_rules(ns)).map(|ns| (*k, ns))
+            owner.filter(|ns| ns.has_ttl_rules()).map(|ns| (*k, ns))
         })
         .collect();
     if ruled.is_empty() {
@@ -247,11 +247,6 @@ fn forward(req: Request) -> Staged {
         follow_ups: Vec::new(),
         channels: Vec::new(),
     }
-}
-
-fn has_ttl_rules(ns: &Namespace) -> bool {
-    let c = &ns.config;
-    c.default_ttl.is_some() || c.max_ttl.is_some() || c.require_ttl || c.touch_on_read.is_some()
 }
 
 fn in_multi(name: &[u8]) -> String {
