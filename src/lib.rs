@@ -11,17 +11,21 @@
 //! ```
 //!
 //! Namespaces, the session cache, Sentinel discovery and the admin surface slot
-//! in between these stages as they arrive (see DESIGN.md's roadmap).
+//! in between these stages as they arrive (see DESIGN.md's roadmap). Beside the
+//! data path: `metrics` (the per-instance registry every stage counts into) and
+//! `admin` (the HTTP listener for probes and Prometheus).
 //!
 //! [`run`] is the single entry point shared by the binary and the tests: it takes
 //! already-bound listeners and a cancellation token.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod keys;
+pub mod metrics;
 pub mod namespace;
 pub mod policy;
 pub mod resp;
@@ -42,16 +46,25 @@ pub enum RunError {
 }
 
 /// Serve clients on `listeners` with `config` until `shutdown` is cancelled, then
-/// finish in-flight commands within `server.shutdown_grace` and return.
+/// finish in-flight commands within `server.shutdown_grace` and return. The admin
+/// HTTP listener, when given, serves until `shutdown` too.
 pub async fn run(
     config: config::Config,
-    listeners: Listeners,
+    mut listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let upstream_stop = CancellationToken::new();
     let upstream = upstream::Upstream::start(&config.upstream, upstream_stop.clone())?;
     let ctx = Arc::new(server::Ctx::new(config, upstream));
+    tokio::spawn(metrics::upkeep(ctx.metrics.handle(), shutdown.clone()));
+    let admin = listeners
+        .admin
+        .take()
+        .map(|l| tokio::spawn(admin::serve(ctx.clone(), l, shutdown.clone())));
     server::serve(ctx, listeners, shutdown).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     upstream_stop.cancel();
     Ok(())
 }

@@ -102,7 +102,15 @@ async fn bind(config: &Config) -> Result<resp_sidecar::Listeners, String> {
         }
         None => None,
     };
-    Ok(resp_sidecar::Listeners { tcp, unix })
+    let admin = match config.admin.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (admin.listen): {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(resp_sidecar::Listeners { tcp, unix, admin })
 }
 
 /// SIGTERM and SIGINT alike start a graceful shutdown.

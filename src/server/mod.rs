@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::namespace::ttl::TouchThrottle;
 use crate::namespace::Namespaces;
 use crate::policy::Policy;
@@ -33,10 +34,12 @@ use client::{Client, Closed};
 /// Keys whose last sliding-TTL refresh is remembered (bounded memory).
 const TOUCH_TRACKED_KEYS: usize = 100_000;
 
-/// The sockets the sidecar serves clients on, already bound (tests bind port 0).
+/// The sockets the sidecar serves on, already bound (tests bind port 0).
 pub struct Listeners {
     pub tcp: TcpListener,
     pub unix: Option<UnixListener>,
+    /// The admin HTTP listener (`admin.listen`); `None` = disabled.
+    pub admin: Option<TcpListener>,
 }
 
 /// What every client task shares.
@@ -51,6 +54,8 @@ pub struct Ctx {
     pub unmatched: AtomicU64,
     /// Warnings about the upstream's settings (eviction), for `SIDECAR NAMESPACES`.
     pub advisories: std::sync::Mutex<Vec<String>>,
+    /// This instance's metrics registry (`/metrics`).
+    pub metrics: Metrics,
     clients: AtomicUsize,
     next_id: AtomicU64,
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
@@ -70,6 +75,7 @@ impl Ctx {
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
             unmatched: AtomicU64::new(0),
             advisories: std::sync::Mutex::new(Vec::new()),
+            metrics: Metrics::new(),
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             pinned_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -116,7 +122,7 @@ pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationTo
     if ctx.namespaces.iter().any(|ns| ns.config.must_not_evict) {
         tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
     }
-    let Listeners { tcp, unix } = listeners;
+    let Listeners { tcp, unix, .. } = listeners;
     loop {
         let unix_accept = async {
             match &unix {
@@ -176,8 +182,10 @@ fn spawn_client<R, W>(
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let max = ctx.config.server.max_clients;
+    ctx.metrics.client_connections_total.increment(1);
     if ctx.clients.fetch_add(1, Ordering::Relaxed) >= max {
         ctx.clients.fetch_sub(1, Ordering::Relaxed);
+        ctx.metrics.client_connections_rejected.increment(1);
         debug!(%peer, max, "client refused: max_clients reached");
         tokio::spawn(async move {
             let _ = wr

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod resp;
 
 use std::io::{ErrorKind, Read, Write};
@@ -433,6 +434,8 @@ pub struct SidecarToml {
     pub url: Option<String>,
     /// Each entry is the body of one `[[namespace]]` table.
     pub namespaces: Vec<String>,
+    /// Serve the admin HTTP listener (on a free port: [`Sidecar::admin_addr`]).
+    pub admin: bool,
 }
 
 impl SidecarToml {
@@ -467,6 +470,12 @@ impl SidecarToml {
         self
     }
 
+    /// Turn the admin HTTP listener on (`/livez`, `/readyz`, `/metrics`).
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
     /// Add a `[[namespace]]` table (its lines, newline-separated).
     pub fn namespace(mut self, body: &str) -> Self {
         self.namespaces.push(body.to_string());
@@ -480,7 +489,8 @@ impl SidecarToml {
             s.push_str(l);
             s.push('\n');
         }
-        s.push_str("\n[admin]\nlisten = \"\"\n\n[upstream]\n");
+        let admin = if self.admin { "127.0.0.1:0" } else { "" };
+        s.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n\n[upstream]\n"));
         if let Some(url) = &self.url {
             s.push_str(&format!("url = \"{url}\"\n"));
         }
@@ -514,6 +524,7 @@ fn same_key(a: &str, b: &str) -> bool {
 /// The sidecar running in-process on its own tokio runtime and thread.
 pub struct Sidecar {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     token: CancellationToken,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
@@ -535,6 +546,15 @@ impl Sidecar {
         let std_listener = TcpListener::bind("127.0.0.1:0").expect("bind sidecar listener");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
+        // `admin.listen` port 0 (what `SidecarToml::admin` writes) picks a free port.
+        let admin_listener = config.admin.listen.map(|a| {
+            let l = TcpListener::bind(a).unwrap_or_else(|e| panic!("bind admin {a}: {e}"));
+            l.set_nonblocking(true).expect("nonblocking");
+            l
+        });
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("admin local addr"));
         let token = CancellationToken::new();
         let run_token = token.clone();
         let thread = thread::Builder::new()
@@ -548,7 +568,15 @@ impl Sidecar {
                 rt.block_on(async move {
                     let tcp = tokio::net::TcpListener::from_std(std_listener)
                         .map_err(|e| e.to_string())?;
-                    let listeners = resp_sidecar::Listeners { tcp, unix: None };
+                    let admin = admin_listener
+                        .map(tokio::net::TcpListener::from_std)
+                        .transpose()
+                        .map_err(|e| e.to_string())?;
+                    let listeners = resp_sidecar::Listeners {
+                        tcp,
+                        unix: None,
+                        admin,
+                    };
                     resp_sidecar::run(config, listeners, run_token)
                         .await
                         .map_err(|e| format!("{e:?}"))
@@ -557,17 +585,33 @@ impl Sidecar {
             .expect("spawn sidecar thread");
         let sidecar = Sidecar {
             addr,
+            admin,
             token,
             thread: Some(thread),
         };
-        // The listener is bound already; make sure `run` is accepting.
+        // The listeners are bound already; make sure `run` is serving. With the admin
+        // listener on, `/livez` answering proves it without a client connection (tests
+        // count client connections exactly).
         wait_for("sidecar to accept", READY_TIMEOUT, || {
             if sidecar.thread.as_ref().is_some_and(|t| t.is_finished()) {
                 panic!("sidecar run() returned during start-up");
             }
-            RawConn::try_connect(addr).ok()
+            match admin {
+                Some(a) => http::get(a, "/livez")
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(drop),
+                None => RawConn::try_connect(addr).ok().map(drop),
+            }
         });
         sidecar
+    }
+
+    /// The admin HTTP listener's address; panics unless started with `SidecarToml::admin`
+    /// (or TOML with a non-empty `admin.listen`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .expect("the admin listener is off: start with SidecarToml::admin()")
     }
 
     pub fn addr(&self) -> SocketAddr {
