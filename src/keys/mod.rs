@@ -18,7 +18,6 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-
 use bytes::Bytes;
 
 use procs::Proc;
