@@ -18,6 +18,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use procs::Proc;
@@ -168,17 +170,57 @@ pub fn commands() -> &'static [CommandInfo] {
 /// Like Redis, a container command without a subcommand argument resolves to the
 /// container itself (which has no keys), and an unknown subcommand to `None`.
 pub fn lookup(args: &[Bytes]) -> Option<&'static CommandInfo> {
-    let cmd = find(table::COMMANDS, args.first()?)?;
+    let cmd = find_top(args.first()?)?;
     match args.get(1) {
         Some(sub) if !cmd.subcommands.is_empty() => find(cmd.subcommands, sub),
         _ => Some(cmd),
     }
 }
 
-/// Binary search of a table sorted by upper-case token, comparing `name` upper-cased
-/// on the fly (no copy).
+/// Longest name the packed form holds (every Redis 7.0 token fits).
+const PACKED_LEN: usize = 24;
+
+/// A name upper-cased, zero-padded and read as three big-endian words: ordering the
+/// words orders the names, so the hot top-level search compares integers only.
+fn pack(name: &[u8]) -> Option<[u64; 3]> {
+    if name.len() > PACKED_LEN {
+        return None;
+    }
+    let mut buf = [0u8; PACKED_LEN];
+    for (b, n) in buf.iter_mut().zip(name) {
+        *b = n.to_ascii_uppercase();
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    };
+    Some([word(0), word(1), word(2)])
+}
+
+/// The top-level table's names, packed, in table order (built on first use).
+fn packed_top() -> &'static [[u64; 3]] {
+    static PACKED: OnceLock<Vec<[u64; 3]>> = OnceLock::new();
+    PACKED.get_or_init(|| {
+        table::COMMANDS
+            .iter()
+            .map(|c| pack(c.token.as_bytes()).unwrap_or([u64::MAX; 3]))
+            .collect()
+    })
+}
+
+fn find_top(name: &[u8]) -> Option<&'static CommandInfo> {
+    // A NUL inside the name would pack like padding: such names are never commands.
+    if name.contains(&0) {
+        return None;
+    }
+    let key = pack(name)?;
+    let i = packed_top().binary_search(&key).ok()?;
+    table::COMMANDS.get(i)
+}
+
+/// Binary search of a table sorted by upper-case token (subcommand tables).
 fn find(table: &'static [CommandInfo], name: &[u8]) -> Option<&'static CommandInfo> {
-    // Upper-cased once on the stack, then plain byte-slice comparisons (memcmp).
     let mut buf = [0u8; 32];
     if name.len() > table::MAX_TOKEN_LEN || name.len() > buf.len() {
         return None;

@@ -587,3 +587,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_top_level_command_is_found_by_its_name_in_any_case() {
+    for cmd in crate::keys::commands() {
+        for name in [cmd.name.to_owned(), cmd.name.to_ascii_lowercase()] {
+            let found = crate::keys::lookup(&[bytes::Bytes::from(name.clone())]);
+            assert!(
+                found.is_some_and(|f| std::ptr::eq(f, cmd)),
+                "{name} not found"
+            );
+        }
+    }
+    assert!(crate::keys::lookup(&[bytes::Bytes::from_static(b"GET\0")]).is_none());
+    assert!(crate::keys::lookup(&[bytes::Bytes::from_static(b"GE")]).is_none());
+}

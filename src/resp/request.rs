@@ -66,6 +66,25 @@ impl Request {
         Request { raw, args }
     }
 
+    /// The request with `prefix` put in front of the arguments at `indices` (namespace
+    /// key rewriting): one buffer for the new bytes, the arguments sliced from it.
+    pub fn with_prefix(&self, prefix: &[u8], indices: &[usize]) -> Request {
+        let mut raw = BytesMut::with_capacity(
+            16 + self.args.iter().map(|a| a.len() + 16).sum::<usize>()
+                + prefix.len() * indices.len(),
+        );
+        let mut spans = Vec::with_capacity(self.args.len());
+        encode_prefixed(&self.args, prefix, indices, &mut raw, |at, len| {
+            spans.push((at, len))
+        });
+        let raw = raw.freeze();
+        let args = spans
+            .iter()
+            .map(|&(at, len)| raw.slice(at..at + len))
+            .collect();
+        Request { raw, args }
+    }
+
     /// The command name (`args[0]`); empty slice if none.
     pub fn name(&self) -> &[u8] {
         self.args.first().map_or(&[], |name| name.as_ref())
@@ -341,5 +360,44 @@ fn printable(b: u8) -> char {
         b'\r' | b'\n' => ' ',
         b if b.is_ascii() => char::from(b),
         _ => '?',
+    }
+}
+
+/// Append `args` as a RESP command to `out`, with `prefix` in front of the arguments at
+/// `indices`; `span(at, len)` is told where each argument landed in `out`. The shared
+/// path writes rewritten commands straight into the outgoing buffer this way.
+pub fn encode_prefixed(
+    args: &[Bytes],
+    prefix: &[u8],
+    indices: &[usize],
+    out: &mut BytesMut,
+    mut span: impl FnMut(usize, usize),
+) {
+    let marks: Vec<bool> = if indices.len() > 8 {
+        let mut marks = vec![false; args.len()];
+        for &i in indices {
+            if let Some(m) = marks.get_mut(i) {
+                *m = true;
+            }
+        }
+        marks
+    } else {
+        Vec::new()
+    };
+    let marked = |i: usize| {
+        if marks.is_empty() {
+            indices.contains(&i)
+        } else {
+            marks[i]
+        }
+    };
+    put_header(out, b'*', args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let extra = if marked(i) { prefix } else { &[][..] };
+        put_header(out, b'$', extra.len() + arg.len());
+        span(out.len(), extra.len() + arg.len());
+        out.extend_from_slice(extra);
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
     }
 }

@@ -20,14 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::failover::has_readonly;
-use super::keyspace::{self, ClientView, Op, ReplyFix, StageCtx, Staged};
+use super::keyspace::{self, ClientView, Op, Prefix, ReplyFix, StageCtx, Staged};
 use super::scoped;
 use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
 use crate::namespace::reply::{self, ExecFix};
-use crate::resp::{Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits};
+use crate::resp::{
+    encode_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
+};
 use crate::upstream::sentinel::PrimaryState;
 use crate::upstream::{
     encode_command, retired, Batch, Job, PinnedConn, ReplyBudget, UpstreamError, MAX_REPLY_DEPTH,
@@ -118,6 +120,8 @@ impl Fix {
 struct Extra {
     fix: Option<Fix>,
     follow_ups: Vec<Vec<Bytes>>,
+    /// Keys to prefix as the command is written out.
+    prefix: Option<Prefix>,
 }
 
 impl Extra {
@@ -414,6 +418,7 @@ where
             match keyspace::stage(&cx, view, req, &mut ns.key_scratch) {
                 Staged::Forward {
                     req: staged,
+                    prefix,
                     fix,
                     follow_ups,
                     channels,
@@ -422,6 +427,7 @@ where
                     extra = Extra {
                         fix: fix.map(Fix::Strip),
                         follow_ups,
+                        prefix,
                     };
                     if !channels.is_empty() {
                         ns.mapped_db = ns.db;
@@ -457,12 +463,12 @@ where
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
         if self.pinned.is_none() && (pin.is_none() || stateless_end) {
             if extra.is_plain() {
-                self.seg.extend_from_slice(&req.raw);
+                self.push_seg(&req, extra.prefix.as_ref());
                 self.seg_count += 1;
             } else {
                 // A rewritten reply or dropped follow-ups: the command gets a job of its own.
                 self.close_segment().await;
-                self.seg.extend_from_slice(&req.raw);
+                self.push_seg(&req, extra.prefix.as_ref());
                 for args in &extra.follow_ups {
                     encode_command(args, &mut self.seg);
                 }
@@ -475,7 +481,19 @@ where
             }
             return Ok(());
         }
+        let req = match extra.prefix.take() {
+            Some(prefix) => prefix.apply(&req),
+            None => req,
+        };
         self.send_pinned(req, pin, extra).await
+    }
+
+    /// Append a command to the open shared segment, prefixing its keys on the way.
+    fn push_seg(&mut self, req: &Request, prefix: Option<&Prefix>) {
+        match prefix {
+            Some(p) => encode_prefixed(&req.args, &p.prefix, p.indices(), &mut self.seg, |_, _| {}),
+            None => self.seg.extend_from_slice(&req.raw),
+        }
     }
 
     async fn send_pinned(

@@ -27,6 +27,9 @@ pub(super) enum Staged {
     /// the reply with `fix`. `channels`: upstream pub/sub names this request maps.
     Forward {
         req: Request,
+        /// Keys still to prefix, done while the command is written out (no copy of the
+        /// request in between); `None` when `req` is final.
+        prefix: Option<Prefix>,
         fix: Option<ReplyFix>,
         follow_ups: Vec<Vec<Bytes>>,
         channels: Vec<Bytes>,
@@ -37,6 +40,42 @@ pub(super) enum Staged {
     Select(u32),
     /// Answered by the sidecar's own prefix-scoped upstream calls.
     Run(Op),
+}
+
+/// A mapped-db prefix to put in front of some arguments (at most [`Prefix::MAX`]).
+#[derive(Debug, Clone)]
+pub(super) struct Prefix {
+    pub prefix: Bytes,
+    at: [usize; Prefix::MAX],
+    len: usize,
+}
+
+impl Prefix {
+    const MAX: usize = 8;
+
+    fn new(prefix: &Bytes, found: &[KeyArg]) -> Option<Prefix> {
+        if found.len() > Prefix::MAX {
+            return None;
+        }
+        let mut at = [0; Prefix::MAX];
+        for (slot, k) in at.iter_mut().zip(found) {
+            *slot = k.index;
+        }
+        Some(Prefix {
+            prefix: prefix.clone(),
+            at,
+            len: found.len(),
+        })
+    }
+
+    pub fn indices(&self) -> &[usize] {
+        &self.at[..self.len]
+    }
+
+    /// The request with the prefixes in place.
+    pub fn apply(&self, req: &Request) -> Request {
+        req.with_prefix(&self.prefix, self.indices())
+    }
 }
 
 /// How a forwarded request's reply is rewritten before the client sees it.
@@ -170,6 +209,24 @@ pub(super) fn stage(
     if found.is_empty() {
         return forward(req);
     }
+    let fix = mapped.and_then(|ns| {
+        reply_kind(name).map(|kind| ReplyFix {
+            kind,
+            prefix: ns.prefix.clone(),
+        })
+    });
+    if let Some(ns) = mapped.filter(|ns| !ns.has_ttl_rules()) {
+        // The common mapped case: prefix while writing the command out.
+        if let Some(prefix) = Prefix::new(&ns.prefix, found) {
+            return Staged::Forward {
+                req,
+                prefix: Some(prefix),
+                fix,
+                follow_ups: Vec::new(),
+                channels: Vec::new(),
+            };
+        }
+    }
     let req = match mapped {
         Some(ns) => prefixed(ns, req, found),
         None => {
@@ -189,15 +246,10 @@ pub(super) fn stage(
             req
         }
     };
-    let fix = mapped.and_then(|ns| {
-        reply_kind(name).map(|kind| ReplyFix {
-            kind,
-            prefix: ns.prefix.clone(),
-        })
-    });
     if !cx.namespaces.any_ttl_rules() {
         return Staged::Forward {
             req,
+            prefix: None,
             fix,
             follow_ups: Vec::new(),
             channels: Vec::new(),
@@ -214,6 +266,7 @@ pub(super) fn stage(
     if ruled.is_empty() {
         return Staged::Forward {
             req,
+            prefix: None,
             fix,
             follow_ups: Vec::new(),
             channels: Vec::new(),
@@ -233,6 +286,7 @@ pub(super) fn stage(
                 Some(args) => Request::from_args(args),
                 None => req,
             },
+            prefix: None,
             fix,
             follow_ups: plan.follow_ups,
             channels: Vec::new(),
@@ -243,6 +297,7 @@ pub(super) fn stage(
 fn forward(req: Request) -> Staged {
     Staged::Forward {
         req,
+        prefix: None,
         fix: None,
         follow_ups: Vec::new(),
         channels: Vec::new(),
@@ -258,13 +313,15 @@ fn in_multi(name: &[u8]) -> String {
 
 /// The request with every key and SORT pattern of a mapped-db client prefixed.
 fn prefixed(ns: &Namespace, req: Request, found: &[KeyArg]) -> Request {
-    let mut args = req.args;
-    for k in found {
-        if let Some(arg) = args.get_mut(k.index) {
-            *arg = ns.add_prefix(arg);
+    let mut at = [0usize; 8];
+    if found.len() <= at.len() {
+        for (slot, k) in at.iter_mut().zip(found) {
+            *slot = k.index;
         }
+        return req.with_prefix(&ns.prefix, &at[..found.len()]);
     }
-    Request::from_args(args)
+    let at: Vec<usize> = found.iter().map(|k| k.index).collect();
+    req.with_prefix(&ns.prefix, &at)
 }
 
 fn unmatched_text(namespaces: &Namespaces, key: &[u8], kind: ArgKind) -> String {
@@ -378,6 +435,7 @@ fn keys_command(
             None => forward(req),
             Some(ns) => Staged::Forward {
                 req: Request::from_args(vec![req.args[0].clone(), ns.scope_pattern(pattern)]),
+                prefix: None,
                 fix: Some(ReplyFix {
                     kind: KeyReply::Keys,
                     prefix: ns.prefix.clone(),
@@ -415,6 +473,7 @@ fn scan(ns: &Namespace, req: Request) -> Staged {
     }
     Staged::Forward {
         req: Request::from_args(args),
+        prefix: None,
         fix: Some(ReplyFix {
             kind: KeyReply::Scan,
             prefix: ns.prefix.clone(),
@@ -442,6 +501,7 @@ fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: Request) -> Staged {
     }
     Staged::Forward {
         req: Request::from_args(args),
+        prefix: None,
         fix: None,
         follow_ups: Vec::new(),
         channels,
@@ -546,7 +606,10 @@ mod tests {
 
     fn forwarded(staged: Staged) -> Vec<Bytes> {
         match staged {
-            Staged::Forward { req, .. } => req.args,
+            Staged::Forward { req, prefix, .. } => match prefix {
+                Some(p) => p.apply(&req).args,
+                None => req.args,
+            },
             other => panic!("expected a forward, got {other:?}"),
         }
     }
@@ -596,6 +659,34 @@ mod tests {
         assert_eq!(forwarded(run(&f, 0, false, "SCAN 0")), args("SCAN 0"));
         let deny = fixture("keys = \"deny\"");
         assert!(refusal(run(&deny, 0, false, "KEYS *")).contains("policy.keys"));
+    }
+
+    #[test]
+    fn mapped_keys_get_the_prefix_and_db0_keys_are_checked() {
+        let f = fixture("");
+        assert_eq!(
+            forwarded(run(&f, 3, false, "MSET a 1 b 2")),
+            args("MSET s:a 1 s:b 2")
+        );
+        assert_eq!(forwarded(run(&f, 0, false, "GET s:a")), args("GET s:a"));
+        assert!(
+            refusal(run(&f, 0, false, "GET other")).contains("'other' is outside every namespace")
+        );
+        let many = format!(
+            "DEL {}",
+            (0..20)
+                .map(|i| format!("k{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let want = format!(
+            "DEL {}",
+            (0..20)
+                .map(|i| format!("s:k{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(forwarded(run(&f, 3, false, &many)), args(&want));
     }
 
     #[test]

@@ -263,3 +263,32 @@ fn from_args_encodes_a_multibulk() {
     assert_eq!(request.name(), b"GET");
     assert_eq!(Request::from_args(vec![]).name(), b"");
 }
+
+#[test]
+fn with_prefix_rewrites_only_the_marked_arguments() {
+    let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"]
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    let req = Request::from_args(args);
+    let out = req.with_prefix(b"ns:", &[1, 3]);
+    assert_eq!(
+        out.raw.as_ref(),
+        b"*5\r\n$4\r\nMSET\r\n$4\r\nns:a\r\n$1\r\n1\r\n$4\r\nns:b\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(out.args[3].as_ref(), b"ns:b");
+    // Many keys take the marks path; the result is the same.
+    let many: Vec<usize> = (1..out.args.len()).step_by(2).collect();
+    let wide = Request::from_args((0..21).map(|i| Bytes::from(i.to_string())).collect());
+    let marks: Vec<usize> = (1..21).step_by(2).collect();
+    let rewritten = wide.with_prefix(b"p", &marks);
+    for (i, arg) in rewritten.args.iter().enumerate() {
+        let want = if i % 2 == 1 {
+            format!("p{i}")
+        } else {
+            i.to_string()
+        };
+        assert_eq!(arg.as_ref(), want.as_bytes());
+    }
+    assert_eq!(many, vec![1, 3]);
+}
