@@ -26,7 +26,8 @@ use ::metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata,
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio_util::sync::CancellationToken;
 
-pub use labels::{ErrorKind, FlushKind, Outcome, RefusalRule, COMMAND_NAMES, OTHER_COMMAND};
+pub use labels::command_names;
+pub use labels::{ErrorKind, FlushKind, Outcome, RefusalRule, OTHER_COMMAND};
 
 /// Upper bounds (seconds) of the latency histogram buckets: 50µs to 5s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -96,7 +97,7 @@ pub struct Metrics {
     refusals: Vec<Counter>,
     flushes: Vec<Counter>,
     errors: Vec<Counter>,
-    /// One slot per [`COMMAND_NAMES`] entry, then `"other"`.
+    /// One slot per [`command_names`] entry, then `"other"`.
     commands: Box<[OnceLock<CommandMetrics>]>,
     index: HashMap<&'static [u8], usize, BuildHasherDefault<Fnv>>,
 }
@@ -177,8 +178,10 @@ impl Metrics {
                 .iter()
                 .map(|kind| r.counter("sidecar_errors_total", &[("kind", kind.label())], errors))
                 .collect(),
-            commands: (0..=COMMAND_NAMES.len()).map(|_| OnceLock::new()).collect(),
-            index: COMMAND_NAMES
+            commands: (0..=command_names().len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            index: command_names()
                 .iter()
                 .enumerate()
                 .map(|(i, name)| (name.as_bytes(), i))
@@ -199,7 +202,7 @@ impl Metrics {
         let mut buf = [0u8; MAX_NAME];
         crate::command::upper(name, &mut buf)
             .and_then(|upper| self.index.get(upper).copied())
-            .unwrap_or(COMMAND_NAMES.len())
+            .unwrap_or(command_names().len())
     }
 
     /// `sidecar_policy_refusals_total{rule}`.
@@ -287,7 +290,7 @@ impl Registrar<'_> {
     }
 
     fn command(&self, slot: usize) -> CommandMetrics {
-        let name = COMMAND_NAMES.get(slot).copied().unwrap_or(OTHER_COMMAND);
+        let name = command_names().get(slot).copied().unwrap_or(OTHER_COMMAND);
         let outcome = |outcome: &'static str| {
             let key = Self::key(COMMANDS_TOTAL, &[("command", name), ("outcome", outcome)]);
             self.0.register_counter(&key, &METADATA)

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::http::{self, HttpResponse};
-use common::{assert_reply, wait_for, RawConn, RedisServer, Sidecar, SidecarToml};
+use common::{assert_reply, show, wait_for, RawConn, RedisServer, Sidecar, SidecarToml};
 
 /// Time for the upstream connections to notice a stopped or restarted Redis.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(15);
@@ -476,4 +476,41 @@ fn binary_refuses_to_start_when_admin_listen_is_taken() {
         err.contains(&format!("cannot listen on {addr} (admin.listen)")),
         "{err}"
     );
+}
+
+#[test]
+fn policy_refusals_and_scoped_flushes_are_counted_by_rule() {
+    let redis = RedisServer::start();
+    for i in 0..40 {
+        redis.cmd(&["SET", &format!("cache:{i}"), "1"]);
+    }
+    let sidecar = start(
+        SidecarToml::new(&redis.url())
+            .policy("deny_commands = [\"DEBUG\"]")
+            .namespace("name = \"session\"\nprefix = \"session:\"\ndb = 3")
+            .namespace("name = \"cache\"\nprefix = \"cache:\"\nflush = \"allow\"")
+            .namespace("name = \"lock\"\nprefix = \"lock:\"\nrequire_ttl = true"),
+    );
+    let mut c = sidecar.conn();
+    let refused = |reply: Vec<u8>| assert!(reply.starts_with(b"-NOPERM"), "{}", show(&reply));
+    refused(c.cmd_str(&["DEBUG", "SLEEP", "0"]));
+    refused(c.cmd_str(&["GET", "elsewhere"]));
+    refused(c.cmd_str(&["GET", "elsewhere"]));
+    refused(c.cmd_str(&["SELECT", "9"]));
+    refused(c.cmd_str(&["SET", "lock:a", "me"]));
+    assert_reply(&c.cmd_str(&["FLUSHALL"]), b"+OK\r\n");
+    redis.cmd(&["SET", "cache:again", "1"]);
+    assert_reply(&c.cmd_str(&["SIDECAR", "FLUSH", "cache"]), b":1\r\n");
+    let s = scrape(sidecar.admin_addr());
+    let rule = |r: &str| s.value("sidecar_policy_refusals_total", &[("rule", r)]);
+    assert_eq!(rule("deny_commands"), 1.0);
+    assert_eq!(rule("unmatched_key"), 2.0);
+    assert_eq!(rule("select"), 1.0);
+    assert_eq!(rule("ttl"), 1.0);
+    assert_eq!(rule("flush"), 0.0);
+    let flushes = |k: &str| s.value("sidecar_flushes_total", &[("kind", k)]);
+    assert_eq!(flushes("flushall"), 1.0);
+    assert_eq!(flushes("sidecar_flush"), 1.0);
+    assert_eq!(flushes("flushdb"), 0.0);
+    assert_eq!(s.value("sidecar_flush_keys_removed_total", &[]), 41.0);
 }

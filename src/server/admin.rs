@@ -9,6 +9,7 @@ use super::client::Client;
 use super::scoped;
 use crate::config::units::format_duration;
 use crate::config::{FlushMode, NamespaceConfig, UnmatchedKeys};
+use crate::metrics::FlushKind;
 use crate::resp::Reply;
 
 const HELP: &[&str] = &[
@@ -91,6 +92,9 @@ where
         match scoped::delete_prefixes(&self.ctx().upstream, &[prefix], dry_run).await {
             Ok(n) => {
                 if !dry_run {
+                    let metrics = &self.ctx().metrics;
+                    metrics.flush(FlushKind::SidecarFlush).increment(1);
+                    metrics.flush_keys_removed.increment(n);
                     tracing::info!(namespace = %name, removed = n, "SIDECAR FLUSH");
                 }
                 Reply::Integer(n as i64)

@@ -26,6 +26,7 @@ use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
+use crate::metrics::RefusalRule;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
     encode_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
@@ -391,6 +392,10 @@ where
             return Ok(());
         }
         if let Err(denied) = self.ctx.policy.check(&req.args) {
+            self.ctx
+                .metrics
+                .refusal(RefusalRule::DenyCommands)
+                .increment(1);
             self.close_segment().await;
             if self.session.multi {
                 self.session.multi_refused = true;
@@ -436,10 +441,16 @@ where
                 }
                 Staged::Answer(reply) => {
                     self.close_segment().await;
+                    self.ready(reply);
+                    return Ok(());
+                }
+                Staged::Refuse { rule, text } => {
+                    self.ctx.metrics.refusal(rule).increment(1);
+                    self.close_segment().await;
                     if self.session.multi {
                         self.session.multi_refused = true;
                     }
-                    self.ready(reply);
+                    self.ready(Reply::error(format!("NOPERM {text}")));
                     return Ok(());
                 }
                 Staged::Select(db) => {
@@ -583,14 +594,15 @@ where
             Op::RandomKey { prefix } => scoped::random_key(up, &prefix)
                 .await
                 .map(|k| k.map(Reply::Bulk).unwrap_or(Reply::Null)),
-            Op::Flush { prefixes } => {
-                scoped::delete_prefixes(up, &prefixes, false)
-                    .await
-                    .map(|removed| {
-                        debug!(client = self.conn.id, removed, "flush made prefix-scoped");
-                        Reply::ok()
-                    })
-            }
+            Op::Flush { prefixes, kind } => scoped::delete_prefixes(up, &prefixes, false)
+                .await
+                .map(|removed| {
+                    let metrics = &self.ctx.metrics;
+                    metrics.flush(kind).increment(1);
+                    metrics.flush_keys_removed.increment(removed);
+                    debug!(client = self.conn.id, removed, "flush made prefix-scoped");
+                    Reply::ok()
+                }),
         };
         result.unwrap_or_else(|e| Reply::error(e.reply_text()))
     }

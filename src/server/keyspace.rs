@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::command::upper;
 use crate::config::{FlushMode, FlushPolicy, KeysMode, PolicyConfig, ScriptsMode, UnmatchedKeys};
 use crate::keys::{self, ArgKind, KeyArg};
+use crate::metrics::{FlushKind, RefusalRule};
 use crate::namespace::reply::{self, KeyReply};
 use crate::namespace::ttl::{self, TouchThrottle};
 use crate::namespace::{Namespace, Namespaces};
@@ -34,8 +35,10 @@ pub(super) enum Staged {
         follow_ups: Vec<Vec<Bytes>>,
         channels: Vec<Bytes>,
     },
-    /// Answer without Redis (refusals, `SELECT n`).
+    /// Answer without Redis (a malformed `SELECT`).
     Answer(Reply),
+    /// Refused by `rule`: the client gets `-NOPERM <text>`.
+    Refuse { rule: RefusalRule, text: String },
     /// `SELECT db` of a mapped db: the client's keys now carry that namespace's prefix.
     Select(u32),
     /// Answered by the sidecar's own prefix-scoped upstream calls.
@@ -99,7 +102,10 @@ pub(super) enum Op {
     /// RANDOMKEY of a mapped db.
     RandomKey { prefix: Bytes },
     /// FLUSHDB / FLUSHALL made safe: delete the keys under these prefixes, answer +OK.
-    Flush { prefixes: Vec<Bytes> },
+    Flush {
+        prefixes: Vec<Bytes>,
+        kind: FlushKind,
+    },
 }
 
 /// What the stage needs besides the request; all shared, read-only or atomic.
@@ -120,8 +126,11 @@ pub(super) struct ClientView {
     pub in_multi: bool,
 }
 
-fn refuse(text: impl Into<String>) -> Staged {
-    Staged::Answer(Reply::error(format!("NOPERM {}", text.into())))
+fn refuse(rule: RefusalRule, text: impl Into<String>) -> Staged {
+    Staged::Refuse {
+        rule,
+        text: text.into(),
+    }
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -146,7 +155,7 @@ pub(super) fn stage(
     match name {
         b"SELECT" => return select(cx, view, &req),
         b"MOVE" | b"SWAPDB" => {
-            return refuse(format!(
+            return refuse(RefusalRule::Select, format!(
                 "{} is refused: databases are mapped onto key prefixes (namespace.db), Redis only has db 0",
                 lossy(name)
             ))
@@ -167,7 +176,7 @@ pub(super) fn stage(
                 return forward(req); // Redis answers the arity error.
             }
             if view.in_multi {
-                return refuse(in_multi(name));
+                return refuse(RefusalRule::Multi, in_multi(name));
             }
             let prefix = ns.prefix.clone();
             return Staged::Run(if name == b"DBSIZE" {
@@ -177,7 +186,7 @@ pub(super) fn stage(
             });
         }
         b"COPY" if has_db_option(&req.args) => {
-            return refuse(
+            return refuse(RefusalRule::Select, 
                 "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
             )
         }
@@ -190,13 +199,13 @@ pub(super) fn stage(
         _ => {}
     }
     if let Err(text) = script_policy(cx.policy, name, &req.args) {
-        return refuse(text);
+        return refuse(RefusalRule::Scripts, text);
     }
     let Some(cmd) = keys::lookup(&req.args) else {
         // A command the table does not know (a module's, or a newer Redis's): its keys
         // cannot be checked or prefixed.
         if mapped.is_some() || cx.policy.unmatched_keys == UnmatchedKeys::Reject {
-            return refuse(format!(
+            return refuse(RefusalRule::UnknownCommand, format!(
                 "'{}' is not in the sidecar's command table, so its keys cannot be checked against the namespaces",
                 lossy(name)
             ));
@@ -235,7 +244,10 @@ pub(super) fn stage(
                 let key = &req.args[k.index];
                 if cx.namespaces.of_key(key).is_none() {
                     if cx.policy.unmatched_keys == UnmatchedKeys::Reject {
-                        return refuse(unmatched_text(cx.namespaces, key, k.kind));
+                        return refuse(
+                            RefusalRule::UnmatchedKey,
+                            unmatched_text(cx.namespaces, key, k.kind),
+                        );
                     }
                     unmatched = true;
                 }
@@ -280,7 +292,7 @@ pub(super) fn stage(
         SystemTime::now(),
         Instant::now(),
     ) {
-        Err(text) => refuse(text),
+        Err(text) => refuse(RefusalRule::Ttl, text),
         Ok(plan) => Staged::Forward {
             req: match plan.args {
                 Some(args) => Request::from_args(args),
@@ -366,12 +378,12 @@ fn select(cx: &StageCtx<'_>, view: ClientView, req: &Request) -> Staged {
         return Staged::Answer(Reply::error("ERR value is not an integer or out of range"));
     };
     if view.in_multi {
-        return refuse("SELECT inside MULTI is not supported while namespaces map databases; SELECT before MULTI");
+        return refuse(RefusalRule::Multi, "SELECT inside MULTI is not supported while namespaces map databases; SELECT before MULTI");
     }
     if db == 0 || cx.namespaces.by_db(db).is_some() {
         return Staged::Select(db);
     }
-    refuse(format!(
+    refuse(RefusalRule::Select, format!(
         "SELECT {db}: no namespace maps db {db} (set db = {db} on a [[namespace]]); Redis is used through db 0 with key prefixes"
     ))
 }
@@ -390,20 +402,23 @@ fn flush(cx: &StageCtx<'_>, view: ClientView, mapped: Option<&Namespace>) -> Sta
         "FLUSHALL"
     };
     if cx.policy.flush == FlushPolicy::Deny {
-        return refuse(format!(
+        return refuse(RefusalRule::Flush, format!(
             "{what} is refused (policy.flush = \"deny\"); use SIDECAR FLUSH <namespace> to empty one namespace"
         ));
     }
     if view.in_multi {
-        return refuse(in_multi(what.as_bytes()));
+        return refuse(RefusalRule::Multi, in_multi(what.as_bytes()));
     }
     let prefixes = match mapped {
         Some(ns) if ns.config.flush == FlushMode::Deny => {
-            return refuse(format!(
-                "FLUSHDB is refused: namespace '{}' (db {}) is protected (flush = \"deny\")",
-                ns.name(),
-                view.db
-            ))
+            return refuse(
+                RefusalRule::Flush,
+                format!(
+                    "FLUSHDB is refused: namespace '{}' (db {}) is protected (flush = \"deny\")",
+                    ns.name(),
+                    view.db
+                ),
+            )
         }
         Some(ns) => vec![ns.prefix.clone()],
         // FLUSHALL, or FLUSHDB of db 0 which is every namespace: the flush-safe ones only.
@@ -414,7 +429,12 @@ fn flush(cx: &StageCtx<'_>, view: ClientView, mapped: Option<&Namespace>) -> Sta
             .map(|ns| ns.prefix.clone())
             .collect(),
     };
-    Staged::Run(Op::Flush { prefixes })
+    let kind = if mapped.is_some() {
+        FlushKind::Flushdb
+    } else {
+        FlushKind::Flushall
+    };
+    Staged::Run(Op::Flush { prefixes, kind })
 }
 
 fn keys_command(
@@ -428,7 +448,7 @@ fn keys_command(
     }
     let pattern = &req.args[1];
     match cx.policy.keys {
-        KeysMode::Deny => refuse(
+        KeysMode::Deny => refuse(RefusalRule::Keys, 
             "KEYS is refused (policy.keys = \"deny\"): it blocks Redis while it walks every key; use SCAN",
         ),
         KeysMode::Forward => match mapped {
@@ -444,7 +464,7 @@ fn keys_command(
                 channels: Vec::new(),
             },
         },
-        KeysMode::Scan if view.in_multi => refuse(in_multi(b"KEYS")),
+        KeysMode::Scan if view.in_multi => refuse(RefusalRule::Multi, in_multi(b"KEYS")),
         KeysMode::Scan => Staged::Run(Op::Keys {
             pattern: match mapped {
                 Some(ns) => ns.scope_pattern(pattern),
@@ -599,7 +619,7 @@ mod tests {
 
     fn refusal(staged: Staged) -> String {
         match staged {
-            Staged::Answer(Reply::Error(text)) => String::from_utf8_lossy(&text).into_owned(),
+            Staged::Refuse { text, .. } => format!("NOPERM {text}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -628,7 +648,10 @@ mod tests {
     fn flushes_are_scoped_to_flush_safe_namespaces() {
         let f = fixture("");
         match run(&f, 0, false, "FLUSHALL ASYNC") {
-            Staged::Run(Op::Flush { prefixes }) => assert_eq!(prefixes, vec![Bytes::from("c*:")]),
+            Staged::Run(Op::Flush { prefixes, kind }) => {
+                assert_eq!(prefixes, vec![Bytes::from("c*:")]);
+                assert_eq!(kind, FlushKind::Flushall);
+            }
             other => panic!("{other:?}"),
         }
         assert!(refusal(run(&f, 3, false, "FLUSHDB")).contains("'session' (db 3) is protected"));
