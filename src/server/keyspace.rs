@@ -186,7 +186,7 @@ pub(super) fn stage(
             });
         }
         b"COPY" if has_db_option(&req.args) => {
-            return refuse(RefusalRule::Select, 
+            return refuse(RefusalRule::Select,
                 "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
             )
         }
@@ -448,7 +448,7 @@ fn keys_command(
     }
     let pattern = &req.args[1];
     match cx.policy.keys {
-        KeysMode::Deny => refuse(RefusalRule::Keys, 
+        KeysMode::Deny => refuse(RefusalRule::Keys,
             "KEYS is refused (policy.keys = \"deny\"): it blocks Redis while it walks every key; use SCAN",
         ),
         KeysMode::Forward => match mapped {
