@@ -24,6 +24,10 @@
 #   SIDECAR_EXTRA_BENCH   extra redis-benchmark arguments for that second
 #                         target only (e.g. "--dbnum 3": its clients SELECT 3,
 #                         which a namespace maps onto a key prefix)
+#   PIN_SIDECARS=CPU      run every sidecar on that CPU (taskset), so that two
+#                         sidecar targets are compared on equal footing; the
+#                         scheduler otherwise places them differently from run
+#                         to run, which moves -P 1 figures by tens of percent
 #   SIDECAR_CONFIG_BASE   replaces the base sidecar config (default below)
 #   SIDECAR_BIN           binary to run (default target/release/resp-sidecar)
 #   SKIP_BUILD=1          do not run `cargo build --release`
@@ -122,7 +126,11 @@ EOF
 start_sidecar() {
     local name="$1" port="$2" redis_port="$3" config="$4"
     printf '%s\n' "$config" >"$WORK/$name.toml"
-    "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" \
+    local pin=()
+    if [ -n "${PIN_SIDECARS:-}" ]; then
+        pin=(taskset -c "$PIN_SIDECARS")
+    fi
+    "${pin[@]}" "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" \
         --upstream "redis://127.0.0.1:$redis_port" --admin "" \
         >"$WORK/$name.log" 2>&1 &
     SIDECAR_PID="$!"
@@ -172,7 +180,7 @@ if [ "$SKIP_SIDECAR" != 1 ]; then
     echo "- resp-sidecar at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
 fi
 echo "- redis-benchmark -t get,set -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
-echo "- targets: ${TARGET_NAMES[*]}"
+echo "- targets: ${TARGET_NAMES[*]}${PIN_SIDECARS:+ (sidecars pinned to CPU $PIN_SIDECARS)}"
 echo
 
 RESULTS="$WORK/results.csv"
