@@ -38,6 +38,8 @@ pub enum Local {
     ClientInfo,
     /// `SIDECAR <subcommand>`: the sidecar's own admin commands.
     Sidecar,
+    /// `INFO sidecar`: the sidecar's own section, answered even while Redis is down.
+    InfoSidecar,
 }
 
 /// Commands that open, use or close per-connection state upstream.
@@ -128,6 +130,9 @@ pub fn classify(args: &[Bytes]) -> Route {
         }
         b"CLIENT" => classify_client(args),
         b"SIDECAR" => Route::Local(Local::Sidecar),
+        b"INFO" if args.len() == 2 && args[1].eq_ignore_ascii_case(b"sidecar") => {
+            Route::Local(Local::InfoSidecar)
+        }
         _ => Route::Shared,
     }
 }
@@ -227,6 +232,16 @@ mod tests {
             classify(&args("psync ? -1")),
             Route::Local(Local::Replication)
         );
+    }
+
+    #[test]
+    fn info_sidecar_alone_is_local() {
+        assert_eq!(
+            classify(&args("info Sidecar")),
+            Route::Local(Local::InfoSidecar)
+        );
+        assert_eq!(classify(&args("INFO sidecar server")), Route::Shared);
+        assert_eq!(classify(&args("INFO")), Route::Shared);
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn readiness(state: &PrimaryState, connected: bool) -> Result<String, String
 }
 
 /// Refresh the gauges that mirror state kept elsewhere, then render everything.
-fn scrape(ctx: &Ctx) -> String {
+pub(crate) fn scrape(ctx: &Ctx) -> String {
     let m = &ctx.metrics;
     let up = &ctx.upstream;
     m.client_connections.set(ctx.clients() as f64);

@@ -401,3 +401,57 @@ pub fn encode_prefixed(
         out.extend_from_slice(b"\r\n");
     }
 }
+
+/// Append `req` to `out` with `prefix` in front of the arguments at `indices` (ascending),
+/// copying the request's own bytes around the keys and writing new headers only for the
+/// keys. Falls back to [`encode_prefixed`] when the bytes are not laid out canonically.
+pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut BytesMut) {
+    let raw: &[u8] = &req.raw;
+    let base = raw.as_ptr() as usize;
+    let mut last = 0;
+    let mark = out.len();
+    for &i in indices {
+        let spliced = req.args.get(i).and_then(|arg| {
+            let start = (arg.as_ptr() as usize).checked_sub(base)?;
+            let mut header = [0u8; 24];
+            let header = bulk_header(arg.len(), &mut header);
+            let header_start = start.checked_sub(header.len())?;
+            let fits = header_start >= last
+                && start + arg.len() + 2 <= raw.len()
+                && &raw[header_start..start] == header;
+            fits.then_some((header_start, start, arg))
+        });
+        let Some((header_start, start, arg)) = spliced else {
+            out.truncate(mark);
+            encode_prefixed(&req.args, prefix, indices, out, |_, _| {});
+            return;
+        };
+        out.extend_from_slice(&raw[last..header_start]);
+        put_header(out, b'$', prefix.len() + arg.len());
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(arg);
+        last = start + arg.len();
+    }
+    out.extend_from_slice(&raw[last..]);
+}
+
+/// `$<len>\r\n` written into `buf`.
+fn bulk_header(len: usize, buf: &mut [u8; 24]) -> &[u8] {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let n = digits.len() - at;
+    buf[0] = b'$';
+    buf[1..1 + n].copy_from_slice(&digits[at..]);
+    buf[1 + n] = b'\r';
+    buf[2 + n] = b'\n';
+    &buf[..3 + n]
+}

@@ -14,6 +14,12 @@ use crate::resp::Reply;
 
 const HELP: &[&str] = &[
     "SIDECAR <subcommand> [<arg> ...]. Subcommands are:",
+    "STATS",
+    "    The sidecar's counters and gauges (the /metrics figures, without histograms).",
+    "UPSTREAM",
+    "    Upstream mode, the verified primary, failovers, connections.",
+    "CONFIG",
+    "    The effective configuration, secrets redacted (as `resp-sidecar check-config`).",
     "NAMESPACES",
     "    Each namespace with its prefix, db mapping and rules; keys let through outside",
     "    every namespace; warnings about the upstream (eviction policy).",
@@ -37,6 +43,22 @@ where
         match sub.as_str() {
             "HELP" => Reply::Array(HELP.iter().map(|l| Reply::simple(l)).collect()),
             "NAMESPACES" => self.namespaces_report(),
+            "STATS" => lines(stats(&crate::admin::scrape(self.ctx()))),
+            "UPSTREAM" => lines(
+                super::info::section(self.ctx())
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.starts_with("namespace"))
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            "CONFIG" => lines(
+                self.ctx()
+                    .config
+                    .to_redacted_toml()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             "FLUSH" => self.flush_namespace(&args[2..]).await,
             _ => Reply::error(format!(
                 "ERR unknown subcommand '{}'. Try SIDECAR HELP.",
@@ -102,6 +124,25 @@ where
             Err(e) => Reply::error(e.reply_text()),
         }
     }
+}
+
+/// A reply of text lines, readable in redis-cli.
+fn lines(lines: Vec<String>) -> Reply {
+    Reply::Array(
+        lines
+            .into_iter()
+            .map(|l| Reply::Bulk(Bytes::from(l)))
+            .collect(),
+    )
+}
+
+/// The sample lines of a Prometheus rendering, without comments and histogram buckets.
+fn stats(rendered: &str) -> Vec<String> {
+    rendered
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains("_bucket{"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// One namespace as a line of `key=value` pairs.

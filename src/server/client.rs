@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::failover::has_readonly;
+use super::info;
 use super::keyspace::{self, ClientView, Op, Prefix, ReplyFix, StageCtx, Staged};
 use super::scoped;
 use super::session::Session;
@@ -29,7 +30,7 @@ use crate::keys::KeyArg;
 use crate::metrics::RefusalRule;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
-    encode_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
+    write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
 };
 use crate::upstream::sentinel::PrimaryState;
 use crate::upstream::{
@@ -105,6 +106,8 @@ pub(super) enum Fix {
         fixes: Vec<ExecFix>,
         prefix: Bytes,
     },
+    /// INFO: the sidecar's section appended to the upstream's.
+    AppendInfo(String),
 }
 
 impl Fix {
@@ -112,6 +115,7 @@ impl Fix {
         match self {
             Fix::Strip(f) => reply::strip_keys(f.kind, frame, &f.prefix),
             Fix::Exec { fixes, prefix } => reply::fix_exec(frame, fixes, prefix),
+            Fix::AppendInfo(section) => info::append(frame, section),
         }
     }
 }
@@ -467,6 +471,12 @@ where
                 }
             }
         }
+        if !self.session.multi
+            && req.name().eq_ignore_ascii_case(b"INFO")
+            && info::wants_section(&req.args)
+        {
+            extra.fix = Some(Fix::AppendInfo(info::section(&self.ctx)));
+        }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
         }
@@ -502,7 +512,7 @@ where
     /// Append a command to the open shared segment, prefixing its keys on the way.
     fn push_seg(&mut self, req: &Request, prefix: Option<&Prefix>) {
         match prefix {
-            Some(p) => encode_prefixed(&req.args, &p.prefix, p.indices(), &mut self.seg, |_, _| {}),
+            Some(p) => write_prefixed(req, &p.prefix, p.indices(), &mut self.seg),
             None => self.seg.extend_from_slice(&req.raw),
         }
     }

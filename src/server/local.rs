@@ -61,6 +61,10 @@ where
             },
             Local::ClientSetInfo => self.set_info(args),
             Local::Sidecar => self.sidecar(args).await,
+            Local::InfoSidecar => Reply::Verbatim {
+                format: *b"txt",
+                text: Bytes::from(super::info::section(self.ctx())),
+            },
             Local::ClientInfo => {
                 if args.len() != 2 {
                     return arity("client|info");

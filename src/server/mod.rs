@@ -9,6 +9,7 @@ mod admin;
 mod advisor;
 mod client;
 mod failover;
+mod info;
 mod keyspace;
 mod local;
 mod scoped;
@@ -54,6 +55,8 @@ pub struct Ctx {
     pub unmatched: AtomicU64,
     /// Warnings about the upstream's settings (eviction), for `SIDECAR NAMESPACES`.
     pub advisories: std::sync::Mutex<Vec<String>>,
+    /// When the sidecar started (`INFO sidecar` uptime).
+    pub started: std::time::Instant,
     /// This instance's metrics registry (`/metrics`).
     pub metrics: Metrics,
     clients: AtomicUsize,
@@ -75,6 +78,7 @@ impl Ctx {
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
             unmatched: AtomicU64::new(0),
             advisories: std::sync::Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
             metrics: Metrics::new(),
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),

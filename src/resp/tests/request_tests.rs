@@ -292,3 +292,44 @@ fn with_prefix_rewrites_only_the_marked_arguments() {
     }
     assert_eq!(many, vec![1, 3]);
 }
+
+#[test]
+fn write_prefixed_splices_decoded_requests_like_a_full_encode() {
+    let wire = b"*4\r\n$4\r\nMSET\r\n$1\r\na\r\n$10\r\n0123456789\r\n$1\r\nb\r\nSET  k  v\r\n";
+    let reqs = decode_whole(wire).unwrap();
+    for (req, at) in [(&reqs[0], &[1usize, 3][..]), (&reqs[1], &[1][..])] {
+        let mut spliced = BytesMut::new();
+        crate::resp::write_prefixed(req, b"ns:", at, &mut spliced);
+        let mut full = BytesMut::new();
+        crate::resp::encode_prefixed(&req.args, b"ns:", at, &mut full, |_, _| {});
+        assert_eq!(spliced, full);
+    }
+    // Indices out of order, or not in the request: the full encode, same bytes.
+    let mut out = BytesMut::new();
+    crate::resp::write_prefixed(&reqs[0], b"p", &[3, 1], &mut out);
+    let mut full = BytesMut::new();
+    crate::resp::encode_prefixed(&reqs[0].args, b"p", &[3, 1], &mut full, |_, _| {});
+    assert_eq!(out, full);
+}
+
+proptest::proptest! {
+    /// For any request and any ascending set of key positions, splicing the request's own
+    /// bytes gives exactly what encoding it from scratch gives.
+    #[test]
+    fn write_prefixed_matches_encode_prefixed(
+        args in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 1..12),
+        picks in proptest::collection::vec(proptest::prelude::any::<bool>(), 12),
+        prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10),
+    ) {
+        let mut wire = BytesMut::new();
+        let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+        crate::resp::encode_prefixed(&args, b"", &[], &mut wire, |_, _| {});
+        let req = decode_whole(&wire).unwrap().remove(0);
+        let at: Vec<usize> = (0..args.len()).filter(|&i| picks[i]).collect();
+        let mut spliced = BytesMut::new();
+        crate::resp::write_prefixed(&req, &prefix, &at, &mut spliced);
+        let mut full = BytesMut::new();
+        crate::resp::encode_prefixed(&args, &prefix, &at, &mut full, |_, _| {});
+        proptest::prop_assert_eq!(spliced, full);
+    }
+}
