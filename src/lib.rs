@@ -50,12 +50,37 @@ pub enum RunError {
 /// HTTP listener, when given, serves until `shutdown` too.
 pub async fn run(
     config: config::Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_with(config, listeners, shutdown, None).await
+}
+
+/// Where a running sidecar re-reads its configuration (SIGHUP, `SIDECAR RELOAD`) and
+/// how it applies a new log level.
+pub struct Reload {
+    pub source: server::ConfigSource,
+    pub log: Option<server::LogReload>,
+}
+
+/// [`run`], reloadable: with `reload`, SIGHUP and `SIDECAR RELOAD` read the config again.
+pub async fn run_with(
+    config: config::Config,
     mut listeners: Listeners,
     shutdown: CancellationToken,
+    reload: Option<Reload>,
 ) -> Result<(), RunError> {
     let upstream_stop = CancellationToken::new();
     let upstream = upstream::Upstream::start(&config.upstream, upstream_stop.clone())?;
-    let ctx = Arc::new(server::Ctx::new(config, upstream));
+    let mut ctx = server::Ctx::new(config, upstream);
+    let reloadable = reload.is_some();
+    if let Some(reload) = reload {
+        ctx = ctx.with_reload(reload.source, reload.log);
+    }
+    let ctx = Arc::new(ctx);
+    if reloadable {
+        spawn_sighup(ctx.clone(), shutdown.clone());
+    }
     tokio::spawn(metrics::upkeep(ctx.metrics.handle(), shutdown.clone()));
     let admin = listeners
         .admin
@@ -67,4 +92,30 @@ pub async fn run(
     }
     upstream_stop.cancel();
     Ok(())
+}
+
+/// SIGHUP reloads the configuration (the result is logged).
+fn spawn_sighup(ctx: Arc<server::Ctx>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; SIDECAR RELOAD still reloads");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP received: reloading the config");
+                    let _ = ctx.reload();
+                }
+            }
+        }
+    });
 }

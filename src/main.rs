@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use resp_sidecar::cli::{self, CliCommand};
 use resp_sidecar::config::{Config, LogFormat, UpstreamMode};
+use resp_sidecar::server::{ConfigSource, LogReload};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the sidecar refuses (EX_USAGE).
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
         CliCommand::Run(over) => match cli::load(&over, &env) {
-            Ok(config) => run(config),
+            Ok(config) => run(config, over),
             Err(e) => {
                 eprintln!("resp-sidecar: {e}");
                 ExitCode::from(EXIT_CONFIG)
@@ -33,8 +34,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
-    init_tracing(&config);
+fn run(config: Config, over: cli::Overrides) -> ExitCode {
+    let log_reload = init_tracing(&config);
+    // SIGHUP and SIDECAR RELOAD read the same file, environment and flags again.
+    let source: ConfigSource = Box::new(move || {
+        cli::load(&over, &|key: &str| std::env::var(key).ok()).map_err(|e| e.to_string())
+    });
     // One thread: the current-thread scheduler, which skips work stealing and cross-thread
     // wakeups (the cheapest setup for a sidecar that serves one application instance).
     let mut builder = if config.server.threads == 1 {
@@ -71,7 +76,11 @@ fn run(config: Config) -> ExitCode {
                 "resp-sidecar serving"
             ),
         }
-        resp_sidecar::run(config, listeners, shutdown)
+        let reload = resp_sidecar::Reload {
+            source,
+            log: log_reload,
+        };
+        resp_sidecar::run_with(config, listeners, shutdown, Some(reload))
             .await
             .map_err(|e| e.to_string())
     });
@@ -128,18 +137,45 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), String> {
     Ok(())
 }
 
-fn init_tracing(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.log.level.clone()));
+/// Install the log subscriber; the returned function applies a new `log.level` on
+/// reload (`None` when `RUST_LOG` is set: the environment then decides the filter).
+fn init_tracing(config: &Config) -> Option<LogReload> {
     use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_decides = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(config.log.level.clone()));
     // Colours only for a person at a terminal, never in a log file or collector.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let ansi = std::io::stderr().is_terminal();
+    let reload: LogReload = match config.log.format {
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |level: &str| {
+                handle
+                    .reload(EnvFilter::new(level))
+                    .map_err(|e| e.to_string())
+            })
+        }
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |level: &str| {
+                handle
+                    .reload(EnvFilter::new(level))
+                    .map_err(|e| e.to_string())
+            })
+        }
     };
+    (!env_decides).then_some(reload)
 }

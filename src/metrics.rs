@@ -94,6 +94,8 @@ pub struct Metrics {
     pub unmatched_keys_allowed: Counter,
     /// `sidecar_flush_keys_removed_total`: keys deleted by scoped flushes.
     pub flush_keys_removed: Counter,
+    /// `sidecar_config_reloads_total{result="ok"|"error"}`.
+    reloads: [Counter; 2],
     refusals: Vec<Counter>,
     flushes: Vec<Counter>,
     errors: Vec<Counter>,
@@ -163,6 +165,13 @@ impl Metrics {
                 &[],
                 "Keys deleted by namespace-scoped flushes",
             ),
+            reloads: ["ok", "error"].map(|result| {
+                r.counter(
+                    "sidecar_config_reloads_total",
+                    &[("result", result)],
+                    "Config reloads (SIGHUP, SIDECAR RELOAD), applied or refused",
+                )
+            }),
             refusals: RefusalRule::ALL
                 .iter()
                 .map(|rule| {
@@ -213,6 +222,11 @@ impl Metrics {
     /// `sidecar_flushes_total{kind}`.
     pub fn flush(&self, kind: FlushKind) -> &Counter {
         &self.flushes[kind as usize]
+    }
+
+    /// `sidecar_config_reloads_total{result}`: `ok` when applied, `error` when refused.
+    pub fn reload(&self, ok: bool) -> &Counter {
+        &self.reloads[usize::from(!ok)]
     }
 
     /// `sidecar_errors_total{kind}`.

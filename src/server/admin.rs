@@ -26,6 +26,9 @@ const HELP: &[&str] = &[
     "FLUSH <namespace> [DRYRUN]",
     "    Delete every key of one namespace (SCAN MATCH prefix* + UNLINK in batches; Redis",
     "    is never blocked). Answers the number of keys removed, or with DRYRUN that would be.",
+    "RELOAD",
+    "    Read the config file again and apply namespaces, policy, limits and log level",
+    "    (as SIGHUP does); settings that need a restart are named, a bad file is refused.",
     "HELP",
     "    Print this help.",
 ];
@@ -60,6 +63,12 @@ where
                     .collect(),
             ),
             "FLUSH" => self.flush_namespace(&args[2..]).await,
+            "RELOAD" if args.len() == 2 => match self.ctx().reload() {
+                Ok(report) => Reply::Bulk(Bytes::from(report)),
+                Err(e) => Reply::error(format!(
+                    "ERR reload refused, the running config is kept: {e}"
+                )),
+            },
             _ => Reply::error(format!(
                 "ERR unknown subcommand '{}'. Try SIDECAR HELP.",
                 String::from_utf8_lossy(&args[1])
@@ -69,7 +78,8 @@ where
 
     fn namespaces_report(&self) -> Reply {
         let ctx = self.ctx();
-        let mut lines: Vec<Reply> = ctx
+        let live = ctx.live();
+        let mut lines: Vec<Reply> = live
             .namespaces
             .iter()
             .map(|ns| Reply::Bulk(Bytes::from(describe(&ns.config))))
@@ -81,7 +91,7 @@ where
         }
         lines.push(Reply::Bulk(Bytes::from(format!(
             "unmatched_keys={} unmatched_allowed={}",
-            match ctx.config.policy.unmatched_keys {
+            match live.config.policy.unmatched_keys {
                 UnmatchedKeys::Reject => "reject",
                 UnmatchedKeys::Allow => "allow",
             },
@@ -102,7 +112,8 @@ where
             [_, flag] if flag.eq_ignore_ascii_case(b"DRYRUN") => true,
             _ => return Reply::error("ERR syntax: SIDECAR FLUSH <namespace> [DRYRUN]"),
         };
-        let Some(ns) = self.ctx().namespaces.by_name(&args[0]) else {
+        let live = self.ctx().live();
+        let Some(ns) = live.namespaces.by_name(&args[0]) else {
             return Reply::error(format!(
                 "ERR no namespace named '{}' (see SIDECAR NAMESPACES)",
                 String::from_utf8_lossy(&args[0])

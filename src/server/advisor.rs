@@ -75,12 +75,25 @@ async fn config_get(ctx: &Ctx, name: &'static str) -> Result<String, String> {
 
 /// Read the settings, record the advice and log it when it changes.
 async fn check(ctx: &Ctx, last: &mut Option<Option<String>>) -> Result<(), String> {
+    if !ctx
+        .live()
+        .namespaces
+        .iter()
+        .any(|ns| ns.config.must_not_evict)
+    {
+        // Nothing to protect (a reload may add some): no need to ask Redis.
+        if let Ok(mut list) = ctx.advisories.lock() {
+            list.clear();
+        }
+        *last = None;
+        return Ok(());
+    }
     let policy = config_get(ctx, "maxmemory-policy").await?;
     let maxmemory = config_get(ctx, "maxmemory")
         .await?
         .parse::<u64>()
         .unwrap_or(0);
-    let advice = eviction_advice(&policy, maxmemory, &ctx.namespaces);
+    let advice = eviction_advice(&policy, maxmemory, &ctx.live().namespaces);
     if last.as_ref() != Some(&advice) {
         match &advice {
             Some(text) => warn!("{text}"),

@@ -249,7 +249,7 @@ where
     }
 
     async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
-        let max_pipeline = self.ctx.config.server.max_pipeline.max(1);
+        let max_pipeline = self.ctx.live().config.server.max_pipeline.max(1);
         loop {
             let mut batch = Vec::new();
             let mut bad = None;
@@ -305,7 +305,7 @@ where
         if self.out.is_empty() && self.out.capacity() > OUT_HIGH_WATER {
             self.out = BytesMut::new();
         }
-        let idle = self.ctx.config.server.idle_timeout;
+        let idle = self.ctx.live().config.server.idle_timeout;
         // Subscribed clients and MONITOR are never idle-timed out, like Redis.
         let idle = idle.filter(|_| !self.session.subscribed() && !self.session.monitor);
         let sleep = async {
@@ -379,7 +379,26 @@ where
             req = self.translate_client_ids(req);
         }
         let mut route = classify(&req.args);
-        let namespaced = self.ctx.namespaces.enabled();
+        let live = self.ctx.live();
+        let namespaced = live.namespaces.enabled();
+        if let Some(db) = self
+            .ns
+            .as_ref()
+            .map(|n| n.db)
+            .filter(|&db| db != 0 && !namespaced)
+        {
+            // A reload removed every namespace while this client sat in a mapped db: its
+            // keys must not reach db 0 unprefixed. SELECT 0 (or RESET) gets it out.
+            if route == Route::Local(Local::SelectZero) {
+                self.ns = None;
+            } else if !matches!(route, Route::Local(_)) {
+                self.ctx.metrics.refusal(RefusalRule::Select).increment(1);
+                self.close_segment().await;
+                let text = keyspace::unmapped_db(db);
+                self.ready(Reply::error(format!("NOPERM {text}")));
+                return Ok(());
+            }
+        }
         if route == Route::Local(Local::SelectZero) && (self.pinned.is_some() || namespaced) {
             // The pinned connection may sit in another db: it must switch back itself.
             route = Route::Pinned(Pin::Select);
@@ -395,7 +414,7 @@ where
             self.ready(Reply::error("NOAUTH Authentication required."));
             return Ok(());
         }
-        if let Err(denied) = self.ctx.policy.check(&req.args) {
+        if let Err(denied) = live.policy.check(&req.args) {
             self.ctx
                 .metrics
                 .refusal(RefusalRule::DenyCommands)
@@ -414,8 +433,8 @@ where
         let mut extra = Extra::default();
         if namespaced {
             let cx = StageCtx {
-                namespaces: &self.ctx.namespaces,
-                policy: &self.ctx.config.policy,
+                namespaces: &live.namespaces,
+                policy: &live.config.policy,
                 touch: &self.ctx.touch,
                 unmatched: &self.ctx.unmatched,
             };
@@ -557,6 +576,7 @@ where
                     if fixes.iter().any(|f| *f != ExecFix::Keep) {
                         let prefix = self
                             .ctx
+                            .live()
                             .namespaces
                             .by_db(ns.db)
                             .map(|n| n.prefix.clone())
@@ -1027,7 +1047,8 @@ where
         let Some(state) = self.ns.as_ref().filter(|s| !s.mapped_channels.is_empty()) else {
             return Some(frame);
         };
-        let Some(ns) = self.ctx.namespaces.by_db(state.mapped_db) else {
+        let live = self.ctx.live();
+        let Some(ns) = live.namespaces.by_db(state.mapped_db) else {
             return Some(frame);
         };
         let mapped = |name: &[u8]| state.mapped_channels.contains(name);

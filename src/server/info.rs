@@ -57,8 +57,9 @@ pub(super) fn section(ctx: &Ctx) -> String {
     line("max_clients", &ctx.config.server.max_clients);
     line("pinned_connections", &up.pinned_in_use());
     line("max_pinned", &ctx.config.upstream.max_pinned);
-    line("namespaces", &ctx.namespaces.iter().count());
-    for ns in ctx.namespaces.iter() {
+    let live = ctx.live();
+    line("namespaces", &live.namespaces.iter().count());
+    for ns in live.namespaces.iter() {
         let c = &ns.config;
         let flush = match c.flush {
             FlushMode::Deny => "deny",

@@ -152,6 +152,9 @@ pub(super) fn stage(
         return forward(req);
     };
     let mapped = cx.namespaces.by_db(view.db);
+    if view.db != 0 && mapped.is_none() && name != b"SELECT" {
+        return refuse(RefusalRule::Select, unmapped_db(view.db));
+    }
     match name {
         b"SELECT" => return select(cx, view, &req),
         b"MOVE" | b"SWAPDB" => {
@@ -386,6 +389,13 @@ fn select(cx: &StageCtx<'_>, view: ClientView, req: &Request) -> Staged {
     refuse(RefusalRule::Select, format!(
         "SELECT {db}: no namespace maps db {db} (set db = {db} on a [[namespace]]); Redis is used through db 0 with key prefixes"
     ))
+}
+
+/// The client selected a db whose mapping a config reload removed.
+pub(super) fn unmapped_db(db: u32) -> String {
+    format!(
+        "db {db} is no longer mapped to a namespace (the config was reloaded); SELECT a mapped db or reconnect"
+    )
 }
 
 fn refuse_arity(name: &str) -> Staged {

@@ -30,7 +30,7 @@ where
             return Reply::error("NOAUTH Authentication required.");
         }
         if !open {
-            if let Err(denied) = self.ctx().policy.check(args) {
+            if let Err(denied) = self.ctx().live().policy.check(args) {
                 return Reply::error(format!("NOPERM {}", denied.0));
             }
         }

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::namespace::ttl::TouchThrottle;
@@ -43,12 +45,36 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-/// What every client task shares.
-pub struct Ctx {
+/// The settings a reload replaces; every request reads the current ones.
+pub struct Live {
     pub config: Config,
     pub policy: Policy,
-    pub upstream: Upstream,
     pub namespaces: Namespaces,
+}
+
+impl Live {
+    fn new(config: Config) -> Live {
+        Live {
+            policy: Policy::new(&config.policy.deny_commands),
+            namespaces: Namespaces::new(&config.namespaces),
+            config,
+        }
+    }
+}
+
+/// Re-reads the configuration from where it came from (file, environment, flags).
+pub type ConfigSource = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Applies a new log filter (`log.level`).
+pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What every client task shares.
+pub struct Ctx {
+    /// The configuration the sidecar started with: listeners, upstream, threads. What
+    /// a reload may change lives in [`Ctx::live`].
+    pub config: Config,
+    live: ArcSwap<Live>,
+    pub upstream: Upstream,
     /// Sliding-TTL refreshes already sent, per key (`touch_on_read`).
     pub touch: TouchThrottle,
     /// Commands let through with keys outside every namespace (`unmatched_keys = "allow"`).
@@ -64,17 +90,18 @@ pub struct Ctx {
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
     /// learnt from `CLIENT ID` can be given to `CLIENT UNBLOCK` and `REDIRECT`.
     pinned_ids: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    source: Option<ConfigSource>,
+    log_reload: Option<LogReload>,
 }
 
 impl Ctx {
     pub fn new(config: Config, upstream: Upstream) -> Ctx {
-        let policy = Policy::new(&config.policy.deny_commands);
-        let namespaces = Namespaces::new(&config.namespaces);
         Ctx {
+            live: ArcSwap::from_pointee(Live::new(config.clone())),
             config,
-            policy,
             upstream,
-            namespaces,
+            source: None,
+            log_reload: None,
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
             unmatched: AtomicU64::new(0),
             advisories: std::sync::Mutex::new(Vec::new()),
@@ -84,6 +111,59 @@ impl Ctx {
             next_id: AtomicU64::new(1),
             pinned_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Where `SIDECAR RELOAD` and SIGHUP read the configuration again, and how a new
+    /// log level is applied.
+    pub fn with_reload(mut self, source: ConfigSource, log_reload: Option<LogReload>) -> Ctx {
+        self.source = Some(source);
+        self.log_reload = log_reload;
+        self
+    }
+
+    /// The current reloadable settings (a reference that may be held across awaits).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Read the configuration again and apply what can change while serving: namespaces,
+    /// policy, client limits (new connections), the log level. Settings that need a
+    /// restart are named in the report and left as they are. A config that does not
+    /// load keeps the old one and the error says why.
+    pub fn reload(&self) -> Result<String, String> {
+        let result = self.try_reload();
+        let metrics = &self.metrics;
+        match &result {
+            Ok(report) => {
+                metrics.reload(true).increment(1);
+                info!("config reloaded: {report}");
+            }
+            Err(e) => {
+                metrics.reload(false).increment(1);
+                warn!("config reload refused, the running config is kept: {e}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let Some(source) = &self.source else {
+            return Err("this sidecar was not started from a config file it can read again".into());
+        };
+        let new = source()?;
+        let restart = restart_only_changes(&self.config, &new);
+        if let Some(apply) = &self.log_reload {
+            apply(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
+        }
+        self.live.store(Arc::new(Live::new(new)));
+        let mut report = String::from("applied namespaces, policy, client limits and log level");
+        if !restart.is_empty() {
+            report.push_str(&format!(
+                "; these changed but need a restart and were NOT applied: {}",
+                restart.join(", ")
+            ));
+        }
+        Ok(report)
     }
 
     /// Record which upstream connection (if any) client `id` holds pinned.
@@ -111,6 +191,34 @@ impl Ctx {
     }
 }
 
+/// The settings a reload cannot change, by key, where `new` differs from `old`.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let (o, n) = (&old.server, &new.server);
+    if o.listen != n.listen {
+        changed.push("server.listen");
+    }
+    if o.unix_socket != n.unix_socket {
+        changed.push("server.unix_socket");
+    }
+    if o.requirepass != n.requirepass {
+        changed.push("server.requirepass");
+    }
+    if o.threads != n.threads {
+        changed.push("server.threads");
+    }
+    if old.admin.listen != new.admin.listen {
+        changed.push("admin.listen");
+    }
+    if old.upstream != new.upstream {
+        changed.push("upstream");
+    }
+    if old.cache != new.cache {
+        changed.push("cache");
+    }
+    changed
+}
+
 /// Counts a client for as long as it is held.
 struct ClientSlot(Arc<Ctx>);
 
@@ -123,9 +231,7 @@ impl Drop for ClientSlot {
 /// Accept and serve clients until `shutdown`, then drain within the grace period.
 pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
-    if ctx.namespaces.iter().any(|ns| ns.config.must_not_evict) {
-        tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
-    }
+    tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
     let Listeners { tcp, unix, .. } = listeners;
     loop {
         let unix_accept = async {
