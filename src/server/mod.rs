@@ -307,21 +307,27 @@ fn spawn_client<R, W>(
     }
     let slot = ClientSlot(ctx.clone());
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    // A span per connection (debug level: free when disabled), so a client's log lines
+    // can be told apart; it carries ids and addresses, never command bytes.
+    let span = tracing::debug_span!("client", id, peer = %peer);
     let client = Client::new(ctx.clone(), rd, wr, id, peer, local);
     let shutdown = shutdown.clone();
-    tracker.spawn(async move {
+    let task = async move {
         let _slot = slot;
         let closed = client.run(shutdown).await;
         match closed {
             Closed::ReplyBufferExceeded => {
                 warn!(client = id, "client disconnected: server.max_reply_buffer exceeded (it sends but does not read)")
             }
-            Closed::Protocol(e) => debug!(client = id, error = %e, "client disconnected: protocol error"),
+            Closed::Protocol(e) => {
+                debug!(client = id, error = %e, "client disconnected: protocol error")
+            }
             Closed::IdleTimeout => debug!(client = id, "client disconnected: idle timeout"),
             Closed::Io(e) => debug!(client = id, error = %e, "client disconnected: socket error"),
             other => debug!(client = id, reason = ?other, "client disconnected"),
         }
-    });
+    };
+    tracker.spawn(tracing::Instrument::instrument(task, span));
 }
 
 #[cfg(test)]
