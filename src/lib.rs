@@ -71,7 +71,9 @@ pub async fn run_with(
     reload: Option<Reload>,
 ) -> Result<(), RunError> {
     let upstream_stop = CancellationToken::new();
-    let upstream = upstream::Upstream::start(&config.upstream, upstream_stop.clone())?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics.set_command_metrics(config.admin.command_metrics);
+    let upstream = upstream::Upstream::start(&config.upstream, metrics, upstream_stop.clone())?;
     let mut ctx = server::Ctx::new(config, upstream);
     let reloadable = reload.is_some();
     if let Some(reload) = reload {

@@ -16,9 +16,12 @@
 //! elsewhere (clients, pinned connections, the primary) are set at scrape time.
 
 mod labels;
+mod ledger;
+mod upstream;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,7 +30,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use tokio_util::sync::CancellationToken;
 
 pub use labels::command_names;
-pub use labels::{ErrorKind, FlushKind, Outcome, RefusalRule, OTHER_COMMAND};
+pub use labels::{ErrorKind, FlushKind, Outcome, RefusalRule, UpstreamKind, OTHER_COMMAND};
+pub use ledger::Ledger;
 
 /// Upper bounds (seconds) of the latency histogram buckets: 50µs to 5s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -102,6 +106,9 @@ pub struct Metrics {
     /// One slot per [`command_names`] entry, then `"other"`.
     commands: Box<[OnceLock<CommandMetrics>]>,
     index: HashMap<&'static [u8], usize, BuildHasherDefault<Fnv>>,
+    /// `admin.command_metrics`: whether the data path counts and times each command.
+    command_metrics: AtomicBool,
+    upstream: upstream::UpstreamMetrics,
 }
 
 impl Default for Metrics {
@@ -195,6 +202,8 @@ impl Metrics {
                 .enumerate()
                 .map(|(i, name)| (name.as_bytes(), i))
                 .collect(),
+            command_metrics: AtomicBool::new(true),
+            upstream: upstream::UpstreamMetrics::new(&r),
             recorder,
             handle,
         }
@@ -203,7 +212,23 @@ impl Metrics {
     /// The handles of command `name` (any case; not a Redis 7.0 command: `"other"`).
     /// No allocation once the name has been seen.
     pub fn command(&self, name: &[u8]) -> &CommandMetrics {
-        let slot = self.slot(name);
+        self.command_at(self.slot(name))
+    }
+
+    /// Whether commands are counted and timed (`admin.command_metrics`). Off, the data
+    /// path reads no clock and registers no per-command or upstream latency series.
+    pub fn command_metrics(&self) -> bool {
+        self.command_metrics.load(Ordering::Relaxed)
+    }
+
+    /// Turn per-command counting and timing on or off (start-up and reloads).
+    pub fn set_command_metrics(&self, on: bool) {
+        self.command_metrics.store(on, Ordering::Relaxed);
+    }
+
+    /// The handles of the command in `slot` (from [`Metrics::slot`]), registered on first use.
+    fn command_at(&self, slot: usize) -> &CommandMetrics {
+        let slot = slot.min(command_names().len());
         self.commands[slot].get_or_init(|| Registrar(&self.recorder).command(slot))
     }
 

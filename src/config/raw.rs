@@ -96,6 +96,7 @@ pub(crate) struct RawServer {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: String,
+    pub command_metrics: bool,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

@@ -66,6 +66,7 @@ impl RawConfig {
                     .listen
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+                command_metrics: config.admin.command_metrics,
             },
             upstream: upstream(&config.upstream),
             cache: RawCache {

@@ -80,17 +80,21 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// `[admin]`: the HTTP admin listener (`/metrics`, `/livez`, `/readyz`).
+/// `[admin]`: the HTTP admin listener (`/metrics`, `/livez`, `/readyz`) and what the
+/// data path records for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// `None` = disabled.
     pub listen: Option<SocketAddr>,
+    /// Count and time every command (`sidecar_commands_total`, the latency histograms).
+    pub command_metrics: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> AdminConfig {
         AdminConfig {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9121))),
+            command_metrics: true,
         }
     }
 }

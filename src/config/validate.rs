@@ -91,7 +91,10 @@ pub(crate) fn validate(origin: &str, raw: &RawConfig) -> Result<Config, ConfigEr
     };
     Ok(Config {
         server: server(&c, &raw.server)?,
-        admin: AdminConfig { listen: admin },
+        admin: AdminConfig {
+            listen: admin,
+            command_metrics: raw.admin.command_metrics,
+        },
         upstream: upstream(&c, &raw.upstream)?,
         cache: CacheConfig {
             enabled: raw.cache.enabled,

@@ -130,3 +130,23 @@ impl ErrorKind {
         }
     }
 }
+
+/// Which kind of upstream connection (`kind` label of the upstream series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// A shared, pipelined connection (stateless commands of many clients).
+    Shared,
+    /// A connection pinned to one client (MULTI, WATCH, blocking, pub/sub...).
+    Pinned,
+}
+
+impl UpstreamKind {
+    pub const ALL: [UpstreamKind; 2] = [UpstreamKind::Shared, UpstreamKind::Pinned];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            UpstreamKind::Shared => "shared",
+            UpstreamKind::Pinned => "pinned",
+        }
+    }
+}

@@ -27,7 +27,7 @@ use super::session::Session;
 use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
-use crate::metrics::RefusalRule;
+use crate::metrics::{Ledger, RefusalRule};
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
     write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
@@ -172,6 +172,8 @@ pub struct Client<R, W> {
     /// Namespace state, made on the first request when namespaces are configured (boxed:
     /// an idle connection of a transparent sidecar stays small).
     ns: Option<Box<NsClient>>,
+    /// Commands counted and timed by name and outcome (`sidecar_commands_total`).
+    ledger: Ledger,
 }
 
 /// One client's namespace state.
@@ -233,6 +235,7 @@ where
             primary,
             quit: false,
             ns: None,
+            ledger: Ledger::default(),
         }
     }
 
@@ -265,6 +268,7 @@ where
             }
             let batch_full = batch.len() == max_pipeline;
             if !batch.is_empty() {
+                self.ledger.begin(&self.ctx.metrics);
                 // Boxed: the serving state is large and only lives while a batch is in
                 // flight, which keeps an idle connection's task small.
                 Box::pin(self.serve_batch(batch)).await?;
@@ -375,6 +379,7 @@ where
     }
 
     async fn route(&mut self, mut req: Request) -> Result<(), Closed> {
+        self.ledger.command(&self.ctx.metrics, req.name());
         if req.args.len() >= 3 && req.args[0].eq_ignore_ascii_case(b"CLIENT") {
             req = self.translate_client_ids(req);
         }
@@ -671,6 +676,7 @@ where
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
                 got: 0,
+                errors: 0,
                 error: Some(UpstreamError::Lost),
             });
         }
@@ -702,7 +708,10 @@ where
         }
         while let Some(slot) = self.slots.pop_front() {
             match slot {
-                Slot::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Slot::Ready(bytes) => {
+                    self.ledger.ready(&self.ctx.metrics, &bytes);
+                    self.out.extend_from_slice(&bytes)
+                }
                 Slot::Shared {
                     count,
                     rx,
@@ -713,13 +722,15 @@ where
                     let mut batch = tokio::select! {
                         // The reply is usually ready: check it before arming the other branches.
                         biased;
-                        b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, error: Some(UpstreamError::Lost) }),
+                        b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, errors: 0, error: Some(UpstreamError::Lost) }),
                         _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
                     };
                     self.budget.written(batch.bytes.len());
                     if self.ctx.upstream.is_sentinel() && has_readonly(&batch.bytes) {
                         batch.bytes = Box::pin(self.retry_readonly(sent, batch.bytes, epoch)).await;
                     }
+                    let kept = fix.as_ref().map_or(count, |f| f.keep);
+                    self.ledger.shared(&self.ctx.metrics, &batch, kept);
                     let mut count = count;
                     if let Some(fix) = fix {
                         // Rewrite the kept replies, drop the follow-ups' replies.
@@ -743,8 +754,12 @@ where
                         }
                     }
                 }
-                Slot::Pinned { count, fix } => self.read_pinned(count, None, fix).await?,
+                Slot::Pinned { count, fix } => {
+                    self.read_pinned(count, None, fix).await?;
+                    self.ledger.pinned();
+                }
                 Slot::PinnedReplaced { count, reply } => {
+                    self.ledger.replaced(&reply);
                     self.read_pinned(count, Some(reply), None).await?
                 }
             }
@@ -753,6 +768,7 @@ where
             }
         }
         self.write_out().await?;
+        self.ledger.written(&self.ctx.metrics);
         self.maybe_release();
         Ok(())
     }
@@ -788,6 +804,7 @@ where
                     if self.session.is_reply(&frame, self.conn.proto) {
                         got += 1;
                         if replace.is_none() && got <= keep {
+                            self.ledger.note(&frame);
                             match fix.as_ref().and_then(|f| f.fix.as_ref()) {
                                 Some(f) => self.out.extend_from_slice(&f.apply(&frame)),
                                 None => self.out.extend_from_slice(&frame),
@@ -803,6 +820,9 @@ where
                 Err(e) => {
                     debug!(client = self.conn.id, error = %e, "pinned upstream connection lost");
                     let reply = Reply::error(e.reply_text()).to_bytes(self.conn.proto);
+                    if replace.is_none() && got < keep {
+                        self.ledger.note(&reply);
+                    }
                     for _ in got.min(keep)..keep {
                         self.out.extend_from_slice(&reply);
                     }

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{ErrorKind, Metrics};
 use crate::namespace::ttl::TouchThrottle;
 use crate::namespace::Namespaces;
 use crate::policy::Policy;
@@ -83,8 +83,8 @@ pub struct Ctx {
     pub advisories: std::sync::Mutex<Vec<String>>,
     /// When the sidecar started (`INFO sidecar` uptime).
     pub started: std::time::Instant,
-    /// This instance's metrics registry (`/metrics`).
-    pub metrics: Metrics,
+    /// This instance's metrics registry (`/metrics`), shared with the upstream.
+    pub metrics: Arc<Metrics>,
     clients: AtomicUsize,
     next_id: AtomicU64,
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
@@ -99,14 +99,14 @@ impl Ctx {
         Ctx {
             live: ArcSwap::from_pointee(Live::new(config.clone())),
             config,
-            upstream,
             source: None,
             log_reload: None,
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
             unmatched: AtomicU64::new(0),
             advisories: std::sync::Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
-            metrics: Metrics::new(),
+            metrics: upstream.metrics().clone(),
+            upstream,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             pinned_ids: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -136,6 +136,7 @@ impl Ctx {
         match &result {
             Ok(report) => {
                 metrics.reload(true).increment(1);
+                metrics.set_command_metrics(self.live().config.admin.command_metrics);
                 info!("config reloaded: {report}");
             }
             Err(e) => {
@@ -312,9 +313,13 @@ fn spawn_client<R, W>(
     let span = tracing::debug_span!("client", id, peer = %peer);
     let client = Client::new(ctx.clone(), rd, wr, id, peer, local);
     let shutdown = shutdown.clone();
+    let metrics = ctx.metrics.clone();
     let task = async move {
         let _slot = slot;
         let closed = client.run(shutdown).await;
+        if let Some(kind) = closed_by_error(&closed) {
+            metrics.error(kind).increment(1);
+        }
         match closed {
             Closed::ReplyBufferExceeded => {
                 warn!(client = id, "client disconnected: server.max_reply_buffer exceeded (it sends but does not read)")
@@ -328,6 +333,16 @@ fn spawn_client<R, W>(
         }
     };
     tracker.spawn(tracing::Instrument::instrument(task, span));
+}
+
+/// The `sidecar_errors_total` kind of a disconnect the sidecar made, if it was one.
+fn closed_by_error(closed: &Closed) -> Option<ErrorKind> {
+    match closed {
+        Closed::Protocol(_) => Some(ErrorKind::Protocol),
+        Closed::IdleTimeout => Some(ErrorKind::IdleTimeout),
+        Closed::ReplyBufferExceeded => Some(ErrorKind::ReplyBuffer),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -344,7 +359,8 @@ mod size_tests {
             .unwrap();
         rt.block_on(async {
             let cfg = Config::default();
-            let up = Upstream::start(&cfg.upstream, CancellationToken::new()).unwrap();
+            let metrics = Arc::new(Metrics::new());
+            let up = Upstream::start(&cfg.upstream, metrics, CancellationToken::new()).unwrap();
             let ctx = Arc::new(Ctx::new(cfg, up));
             let (a, _b) = tokio::io::duplex(64);
             let (r, w) = tokio::io::split(a);

@@ -24,6 +24,7 @@ pub use pinned::{retired, PinnedConn};
 pub use shared::{Batch, Job, SharedConn};
 
 use crate::config::{Endpoint, UpstreamConfig, UpstreamMode};
+use crate::metrics::{Metrics, UpstreamKind};
 use crate::resp::value::{self, Value};
 use crate::resp::{Protocol, ReplyScanner};
 use sentinel::{Discovery, PrimaryState};
@@ -74,6 +75,11 @@ impl UpstreamError {
                 | UpstreamError::PinnedLimit(_)
                 | UpstreamError::NoPrimary(_)
         )
+    }
+
+    /// True when the client's reply is `-TRYAGAIN` (nothing sent, or a timeout).
+    pub fn is_tryagain(&self) -> bool {
+        self.before_send() || matches!(self, UpstreamError::Timeout(_))
     }
 
     /// The error reply a client gets for a command this error left without a reply.
@@ -151,6 +157,7 @@ struct Inner {
     /// Replies to the sidecar's own calls are consumed at once; the budget only counts them.
     call_budget: Arc<ReplyBudget>,
     calls: AtomicUsize,
+    metrics: Arc<Metrics>,
 }
 
 /// Append `args` as a RESP multibulk command.
@@ -172,9 +179,11 @@ fn slot(proto: Protocol) -> usize {
 
 impl Upstream {
     /// Build the connector and start the shared connection tasks (they connect eagerly and
-    /// keep retrying; the sidecar serves `-TRYAGAIN` until Redis answers).
+    /// keep retrying; the sidecar serves `-TRYAGAIN` until Redis answers). Connections
+    /// and upstream latency are counted in `metrics`.
     pub fn start(
         cfg: &UpstreamConfig,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Upstream, UpstreamError> {
         let connector = Connector::new(cfg)?;
@@ -198,6 +207,7 @@ impl Upstream {
                             hold_when_unreachable: sentinel,
                         },
                         hello.clone(),
+                        metrics.clone(),
                         shutdown.clone(),
                     )
                 })
@@ -218,6 +228,7 @@ impl Upstream {
                 hello,
                 call_budget: Arc::new(ReplyBudget::new(usize::MAX)),
                 calls: AtomicUsize::new(0),
+                metrics,
             }),
         })
     }
@@ -261,13 +272,10 @@ impl Upstream {
         if let Ok(mut slot) = self.inner.hello.lock() {
             *slot = Some(hello);
         }
-        Ok(PinnedConn::new(
-            conn,
-            proto,
-            Some(permit),
-            epoch,
-            upstream_id,
-        ))
+        self.inner.metrics.upstream_connected(UpstreamKind::Pinned);
+        let mut pinned = PinnedConn::new(conn, proto, Some(permit), epoch, upstream_id);
+        pinned.metrics = Some(self.inner.metrics.clone());
+        Ok(pinned)
     }
 
     /// The verified primary and its epoch, waiting up to `upstream.failover_wait`.
@@ -320,6 +328,11 @@ impl Upstream {
             .ok()
             .and_then(|h| h.clone())
             .unwrap_or_default()
+    }
+
+    /// The metrics registry this upstream counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// Primary discovery (fixed in standalone mode), for the admin surface and the data path.

@@ -12,9 +12,12 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
+use std::sync::Arc;
+
 use super::connect::{Conn, MAX_REPLY_DEPTH};
 use super::sentinel::PrimaryState;
 use super::UpstreamError;
+use crate::metrics::{ErrorKind, Metrics, UpstreamKind};
 use crate::resp::{Protocol, ReplyScanner};
 
 /// A dedicated upstream connection held by one client.
@@ -28,6 +31,11 @@ pub struct PinnedConn {
     pub(super) epoch: u64,
     /// Redis's id for this connection, when its HELLO reply said.
     pub(super) upstream_id: Option<u64>,
+    /// Where it is counted (connections, losses, upstream latency); set by the pool.
+    pub(super) metrics: Option<Arc<Metrics>>,
+    /// When commands were written that no reply has come back for yet (timed only while
+    /// command metrics are on).
+    written_at: Option<Instant>,
 }
 
 impl PinnedConn {
@@ -46,7 +54,17 @@ impl PinnedConn {
             idle_since: Instant::now(),
             epoch,
             upstream_id,
+            metrics: None,
+            written_at: None,
         }
+    }
+
+    /// The connection broke under a client: count it.
+    fn lost(&self, err: UpstreamError) -> UpstreamError {
+        if let Some(m) = &self.metrics {
+            m.error(ErrorKind::UpstreamLost).increment(1);
+        }
+        err
     }
 
     /// Redis's id for this connection (`CLIENT ID` as Redis would answer it).
@@ -65,11 +83,13 @@ impl PinnedConn {
 
     /// Send raw command bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
-        self.conn
-            .write
-            .write_all(bytes)
-            .await
-            .map_err(|e| UpstreamError::Io(e.to_string()))
+        if self.written_at.is_none() && self.metrics.as_ref().is_some_and(|m| m.command_metrics()) {
+            self.written_at = Some(Instant::now());
+        }
+        match self.conn.write.write_all(bytes).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.lost(UpstreamError::Io(e.to_string()))),
+        }
     }
 
     /// The next complete frame from Redis: a reply, or a push (pub/sub message, invalidation).
@@ -79,17 +99,22 @@ impl PinnedConn {
     pub async fn read_frame(&mut self) -> Result<Bytes, UpstreamError> {
         loop {
             match self.scanner.scan(&self.conn.rbuf) {
-                Ok(Some(len)) => return Ok(self.conn.rbuf.split_to(len).freeze()),
+                Ok(Some(len)) => {
+                    if let Some((at, m)) = self.written_at.take().zip(self.metrics.as_ref()) {
+                        m.upstream_duration(UpstreamKind::Pinned, at.elapsed());
+                    }
+                    return Ok(self.conn.rbuf.split_to(len).freeze());
+                }
                 Ok(None) => {}
-                Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+                Err(e) => return Err(self.lost(UpstreamError::Protocol(e.to_string()))),
             }
             if self.conn.rbuf.capacity() - self.conn.rbuf.len() < 8 * 1024 {
                 self.conn.rbuf.reserve(64 * 1024);
             }
             match self.conn.read.read_buf(&mut self.conn.rbuf).await {
-                Ok(0) => return Err(UpstreamError::Closed),
+                Ok(0) => return Err(self.lost(UpstreamError::Closed)),
                 Ok(_) => {}
-                Err(e) => return Err(UpstreamError::Io(e.to_string())),
+                Err(e) => return Err(self.lost(UpstreamError::Io(e.to_string()))),
             }
         }
     }
@@ -130,6 +155,14 @@ impl PinnedConn {
         }
         self.proto = proto;
         Ok(())
+    }
+}
+
+impl Drop for PinnedConn {
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.upstream_disconnected(UpstreamKind::Pinned);
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use super::connect::{BoxRead, Connector, ServerHello, MAX_REPLY_DEPTH};
 use super::sentinel::{Discovery, PrimaryState};
 use super::{ReplyBudget, UpstreamError};
+use crate::metrics::{ErrorKind, Metrics, UpstreamKind};
 use crate::resp::{is_push, Protocol, ReplyScanner};
 
 /// Bytes of queued jobs coalesced into one write.
@@ -41,12 +42,14 @@ pub struct Job {
     pub budget: Arc<ReplyBudget>,
 }
 
-/// The replies to one [`Job`]: `got` complete replies in `bytes`; when `got` is less than
-/// the job's count, `error` says why the remaining commands have no reply.
+/// The replies to one [`Job`]: `got` complete replies in `bytes`, `errors` of them error
+/// replies; when `got` is less than the job's count, `error` says why the remaining
+/// commands have no reply.
 #[derive(Debug)]
 pub struct Batch {
     pub bytes: Bytes,
     pub got: usize,
+    pub errors: usize,
     pub error: Option<UpstreamError>,
 }
 
@@ -77,6 +80,7 @@ impl SharedConn {
         proto: Protocol,
         timing: Timing,
         hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> SharedConn {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -88,6 +92,7 @@ impl SharedConn {
             timing,
             hello,
             connected: connected.clone(),
+            metrics,
         };
         tokio::spawn(async move {
             tokio::select! {
@@ -115,6 +120,7 @@ struct Task {
     timing: Timing,
     hello: Arc<std::sync::Mutex<Option<ServerHello>>>,
     connected: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the reader needs to know about a job it has not answered yet.
@@ -149,10 +155,12 @@ impl Task {
                         *slot = Some(hello);
                     }
                     self.connected.store(true, Ordering::Relaxed);
+                    self.metrics.upstream_connected(UpstreamKind::Shared);
                     let open = self
                         .serve(conn, &mut rx, &mut held, &mut state, epoch)
                         .await;
                     self.connected.store(false, Ordering::Relaxed);
+                    self.metrics.upstream_disconnected(UpstreamKind::Shared);
                     if !open {
                         return;
                     }
@@ -274,6 +282,8 @@ impl Task {
                 t
             }),
             discovery: self.discovery.clone(),
+            metrics: self.metrics.clone(),
+            read_at: None,
         };
         let mut reader = tokio::spawn(reader.run());
         let mut write = conn.write;
@@ -383,14 +393,28 @@ struct Reader {
     /// While idle, how often to look for a job whose reply is overdue (only with a timeout).
     ticker: Option<tokio::time::Interval>,
     discovery: Discovery,
+    metrics: Arc<Metrics>,
+    /// When the last read returned, while command metrics are on: the end of the
+    /// upstream time of every job that read completes (one clock read per read).
+    read_at: Option<Instant>,
+}
+
+/// How far the reader is through the current job's replies.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// Complete replies so far.
+    got: usize,
+    /// Error replies among them.
+    errors: usize,
+    /// End of those replies in the buffer.
+    end: usize,
 }
 
 impl Reader {
     /// Answer jobs until the connection fails; returns why.
     async fn run(mut self) -> UpstreamError {
         let mut current: Option<Pending> = None;
-        let mut got = 0usize;
-        let mut end = 0usize; // end of the complete replies of `current` in `buf`
+        let mut at = Progress::default(); // the replies of `current` in `buf`
         loop {
             // Complete whatever the buffer already holds.
             loop {
@@ -398,47 +422,54 @@ impl Reader {
                     match self.pending.try_recv() {
                         Ok(p) => {
                             current = Some(p);
-                            got = 0;
-                            end = 0;
+                            at = Progress::default();
                         }
                         Err(_) => break,
                     }
                 }
                 let Some(p) = current.as_ref() else { break };
-                match self.scanner.scan(&self.buf[end..]) {
+                match self.scanner.scan(&self.buf[at.end..]) {
                     Ok(Some(len)) => {
-                        if is_push(&self.buf[end..end + len]) {
+                        let frame = &self.buf[at.end..at.end + len];
+                        if is_push(frame) {
                             // Shared connections never subscribe or track; a push here means
                             // the stream is not what we think it is.
                             let err = UpstreamError::Protocol(
                                 "unexpected push frame on a shared connection".into(),
                             );
-                            return self.fail(current, got, end, err);
+                            return self.fail(current, at, err);
                         }
-                        if self.buf[end..].starts_with(b"-READONLY") {
-                            // A replica answered: the primary moved. Find the new one now.
-                            self.discovery.resolve_now();
+                        if matches!(frame.first(), Some(b'-' | b'!')) {
+                            at.errors += 1;
+                            if frame.starts_with(b"-READONLY") {
+                                // A replica answered: the primary moved. Find the new one now.
+                                self.discovery.resolve_now();
+                            }
                         }
-                        end += len;
-                        got += 1;
-                        if got == p.count {
-                            let bytes = self.buf.split_to(end).freeze();
+                        at.end += len;
+                        at.got += 1;
+                        if at.got == p.count {
+                            let bytes = self.buf.split_to(at.end).freeze();
                             if let Some(p) = current.take() {
+                                if let Some(read_at) = self.read_at {
+                                    let took = read_at.saturating_duration_since(p.sent_at);
+                                    self.metrics.upstream_duration(UpstreamKind::Shared, took);
+                                }
                                 p.budget.add(bytes.len());
                                 let _ = p.reply.send(Batch {
                                     bytes,
-                                    got,
+                                    got: at.got,
+                                    errors: at.errors,
                                     error: None,
                                 });
                             }
-                            got = 0;
-                            end = 0;
+                            at = Progress::default();
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         let err = UpstreamError::Protocol(e.to_string());
-                        return self.fail(current, got, end, err);
+                        return self.fail(current, at, err);
                     }
                 }
             }
@@ -462,15 +493,14 @@ impl Reader {
                 tokio::select! {
                     biased;
                     r = self.read.read_buf(&mut self.buf) => match r {
-                        Ok(0) => return self.fail(None, 0, 0, UpstreamError::Closed),
-                        Ok(_) => {}
-                        Err(e) => return self.fail(None, 0, 0, UpstreamError::Io(e.to_string())),
+                        Ok(0) => return self.fail(None, Progress::default(), UpstreamError::Closed),
+                        Ok(_) => self.note_read(),
+                        Err(e) => return self.fail(None, Progress::default(), UpstreamError::Io(e.to_string())),
                     },
                     _ = tick => {
                         if let Ok(p) = self.pending.try_recv() {
                             current = Some(p);
-                            got = 0;
-                            end = 0;
+                            at = Progress::default();
                         }
                     }
                 }
@@ -481,8 +511,7 @@ impl Reader {
                 match self.pending.recv().await {
                     Some(p) => {
                         current = Some(p);
-                        got = 0;
-                        end = 0;
+                        at = Progress::default();
                         continue;
                     }
                     None => return UpstreamError::Lost,
@@ -499,33 +528,43 @@ impl Reader {
                         Ok(r) => r,
                         Err(_) => {
                             let err = UpstreamError::Timeout(limit);
-                            return self.fail(current, got, end, err);
+                            return self.fail(current, at, err);
                         }
                     }
                 }
                 _ => read.await,
             };
             match result {
-                Ok(0) => return self.fail(current, got, end, UpstreamError::Closed),
-                Ok(_) => {}
-                Err(e) => return self.fail(current, got, end, UpstreamError::Io(e.to_string())),
+                Ok(0) => return self.fail(current, at, UpstreamError::Closed),
+                Ok(_) => self.note_read(),
+                Err(e) => return self.fail(current, at, UpstreamError::Io(e.to_string())),
             }
         }
     }
 
+    /// Bytes arrived: with command metrics on, this is when the replies in them came back.
+    fn note_read(&mut self) {
+        self.read_at = self
+            .metrics
+            .command_metrics()
+            .then(Instant::now);
+    }
+
     /// Hand the current job what it got, and every other job an error, then report `err`.
-    fn fail(
-        mut self,
-        current: Option<Pending>,
-        got: usize,
-        end: usize,
-        err: UpstreamError,
-    ) -> UpstreamError {
+    /// A timeout, or a loss with commands in flight, is counted in `sidecar_errors_total`.
+    fn fail(mut self, current: Option<Pending>, at: Progress, err: UpstreamError) -> UpstreamError {
+        let in_flight = current.is_some() || !self.pending.is_empty();
+        if let UpstreamError::Timeout(_) = err {
+            self.metrics.error(ErrorKind::UpstreamTimeout).increment(1);
+        } else if in_flight {
+            self.metrics.error(ErrorKind::UpstreamLost).increment(1);
+        }
         if let Some(p) = current {
-            let bytes = self.buf.split_to(end).freeze();
+            let bytes = self.buf.split_to(at.end).freeze();
             let _ = p.reply.send(Batch {
                 bytes,
-                got,
+                got: at.got,
+                errors: at.errors,
                 error: Some(err.clone()),
             });
         }
@@ -534,6 +573,7 @@ impl Reader {
             let _ = p.reply.send(Batch {
                 bytes: Bytes::new(),
                 got: 0,
+                errors: 0,
                 error: Some(err.clone()),
             });
         }
@@ -545,6 +585,7 @@ fn fail_job(job: Job, err: UpstreamError) {
     let _ = job.reply.send(Batch {
         bytes: Bytes::new(),
         got: 0,
+        errors: 0,
         error: Some(err),
     });
 }
