@@ -514,3 +514,268 @@ fn policy_refusals_and_scoped_flushes_are_counted_by_rule() {
     assert_eq!(flushes("flushdb"), 0.0);
     assert_eq!(s.value("sidecar_flush_keys_removed_total", &[]), 41.0);
 }
+
+// ---------------------------------------------------------------------------
+// Commands, upstream connections and errors counted by the data path
+// ---------------------------------------------------------------------------
+
+fn commands(s: &Scrape, command: &str, outcome: &str) -> f64 {
+    s.value(
+        "sidecar_commands_total",
+        &[("command", command), ("outcome", outcome)],
+    )
+}
+
+fn duration_count(s: &Scrape, command: &str) -> f64 {
+    s.value(
+        "sidecar_command_duration_seconds_count",
+        &[("command", command)],
+    )
+}
+
+/// The shared pools connect eagerly (two connections per protocol version by default).
+fn wait_shared_connections(admin: SocketAddr) -> Scrape {
+    wait_for("4 shared upstream connections", FOLLOW_TIMEOUT, || {
+        let s = scrape(admin);
+        let open = s.value("sidecar_upstream_connections", &[("kind", "shared")]);
+        (open == 4.0).then_some(s)
+    })
+}
+
+#[test]
+fn commands_are_counted_by_name_and_outcome_exactly() {
+    let redis = RedisServer::start();
+    redis.cmd(&["SET", "app:k", "v"]);
+    redis.cmd(&["HSET", "app:h", "f", "v"]);
+    let sidecar =
+        start(SidecarToml::new(&redis.url()).namespace("name = \"app\"\nprefix = \"app:\""));
+    let admin = sidecar.admin_addr();
+    let s = wait_shared_connections(admin);
+    assert!(
+        !s.samples
+            .keys()
+            .any(|k| k.starts_with("sidecar_commands_total{")),
+        "no command seen yet: {:#?}",
+        s.samples.keys()
+    );
+
+    let mut c = sidecar.conn();
+    // Three GETs one by one, one refused by the namespace rules...
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", "app:k"]), b"$1\r\nv\r\n");
+    }
+    let refused = c.cmd_str(&["GET", "elsewhere"]);
+    assert!(refused.starts_with(b"-NOPERM"), "{}", show(&refused));
+    // ...then a pipeline of four that succeed and two WRONGTYPE errors, interleaved.
+    let mut pipeline = Vec::new();
+    for key in ["app:k", "app:h", "app:k", "app:k", "app:h", "app:k"] {
+        pipeline.extend_from_slice(&common::encode_str(&["GET", key]));
+    }
+    c.send(&pipeline);
+    for (i, reply) in c.read_replies(6).iter().enumerate() {
+        if i == 1 || i == 4 {
+            assert!(reply.starts_with(b"-WRONGTYPE"), "{}", show(reply));
+        } else {
+            assert_reply(reply, b"$1\r\nv\r\n");
+        }
+    }
+    // An unknown command (refused: its keys cannot be checked), and a transaction on a
+    // pinned connection.
+    let unknown = c.cmd_str(&["NOSUCHCOMMAND"]);
+    assert!(unknown.starts_with(b"-NOPERM"), "{}", show(&unknown));
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["INCR", "app:n"]), b"+QUEUED\r\n");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n:1\r\n");
+
+    let s = scrape(admin);
+    assert_eq!(commands(&s, "GET", "ok"), 7.0);
+    assert_eq!(commands(&s, "GET", "error"), 2.0);
+    assert_eq!(commands(&s, "GET", "refused"), 1.0);
+    assert_eq!(duration_count(&s, "GET"), 10.0);
+    assert_eq!(commands(&s, "other", "refused"), 1.0);
+    assert_eq!(commands(&s, "other", "ok"), 0.0);
+    for command in ["MULTI", "INCR", "EXEC"] {
+        assert_eq!(commands(&s, command, "ok"), 1.0, "{command}");
+        assert_eq!(commands(&s, command, "error"), 0.0, "{command}");
+        assert_eq!(duration_count(&s, command), 1.0, "{command}");
+    }
+    assert_eq!(s.types["sidecar_commands_total"], "counter");
+    assert_eq!(s.types["sidecar_command_duration_seconds"], "histogram");
+    let bucket = |le: &str| {
+        s.value(
+            "sidecar_command_duration_seconds_bucket",
+            &[("command", "GET"), ("le", le)],
+        )
+    };
+    assert_eq!(bucket("+Inf"), 10.0);
+    assert!(bucket("5") <= 10.0 && bucket("0.00005") <= bucket("5"));
+    assert_eq!(
+        s.value(
+            "sidecar_policy_refusals_total",
+            &[("rule", "unmatched_key")]
+        ),
+        1.0
+    );
+
+    // Upstream: four shared connections and the transaction's pinned one, which went
+    // back to the idle list (still open) after EXEC.
+    let kind = |k: &'static str| [("kind", k)];
+    assert_eq!(
+        s.value("sidecar_upstream_connects_total", &kind("shared")),
+        4.0
+    );
+    assert_eq!(
+        s.value("sidecar_upstream_connects_total", &kind("pinned")),
+        1.0
+    );
+    assert_eq!(
+        s.value("sidecar_upstream_disconnects_total", &kind("shared")),
+        0.0
+    );
+    assert_eq!(
+        s.value("sidecar_upstream_disconnects_total", &kind("pinned")),
+        0.0
+    );
+    assert_eq!(
+        s.value("sidecar_upstream_connections", &kind("pinned")),
+        1.0
+    );
+    // Every shared job and the pinned writes were timed at Redis.
+    let shared_jobs = s.value("sidecar_upstream_duration_seconds_count", &kind("shared"));
+    assert!((2.0..=11.0).contains(&shared_jobs), "{shared_jobs}");
+    let pinned_writes = s.value("sidecar_upstream_duration_seconds_count", &kind("pinned"));
+    assert!((1.0..=3.0).contains(&pinned_writes), "{pinned_writes}");
+    assert_eq!(s.types["sidecar_upstream_duration_seconds"], "histogram");
+}
+
+#[test]
+fn errors_are_counted_by_kind_where_they_happen() {
+    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let sidecar = start(
+        SidecarToml::new(&redis.url())
+            .server("idle_timeout = \"300ms\"")
+            .upstream("command_timeout = \"300ms\""),
+    );
+    let admin = sidecar.admin_addr();
+    wait_shared_connections(admin);
+    let errors = |s: &Scrape, kind: &str| s.value("sidecar_errors_total", &[("kind", kind)]);
+
+    // Malformed RESP: the error reply, then the connection closes.
+    let mut bad = sidecar.conn();
+    bad.send(b"*1\r\n:5\r\n");
+    let reply = bad.read_reply();
+    assert!(
+        reply.starts_with(b"-ERR Protocol error"),
+        "{}",
+        show(&reply)
+    );
+    bad.expect_closed(Duration::from_secs(5));
+    // An idle client is closed after idle_timeout.
+    let mut idle = sidecar.conn();
+    assert_reply(&idle.cmd_str(&["PING"]), b"+PONG\r\n");
+    idle.expect_closed(Duration::from_secs(5));
+    let s = wait_for("protocol and idle_timeout counted", FOLLOW_TIMEOUT, || {
+        let s = scrape(admin);
+        (errors(&s, "protocol") == 1.0 && errors(&s, "idle_timeout") == 1.0).then_some(s)
+    });
+    for kind in [
+        "upstream_lost",
+        "upstream_timeout",
+        "tryagain",
+        "reply_buffer",
+    ] {
+        assert_eq!(errors(&s, kind), 0.0, "{kind}");
+    }
+
+    // Redis takes longer than command_timeout: the client gets -TRYAGAIN.
+    let mut c = sidecar.conn();
+    let slow = c.cmd_str(&["DEBUG", "SLEEP", "0.6"]);
+    assert!(slow.starts_with(b"-TRYAGAIN"), "{}", show(&slow));
+    let s = scrape(admin);
+    assert_eq!(errors(&s, "upstream_timeout"), 1.0);
+    assert_eq!(errors(&s, "tryagain"), 1.0);
+    assert_eq!(commands(&s, "DEBUG", "error"), 1.0);
+}
+
+#[test]
+fn upstream_loss_and_tryagain_are_counted() {
+    let mut redis = RedisServer::start();
+    let sidecar = start(SidecarToml::new(&redis.url()).upstream("connect_timeout = \"300ms\""));
+    let admin = sidecar.admin_addr();
+    wait_shared_connections(admin);
+    let errors = |s: &Scrape, kind: &str| s.value("sidecar_errors_total", &[("kind", kind)]);
+    // Redis goes away with a command in flight (held by CLIENT PAUSE), then is down.
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
+    assert_reply(
+        &redis.cmd(&["CLIENT", "PAUSE", "20000", "WRITE"]),
+        b"+OK\r\n",
+    );
+    c.send(&common::encode_str(&["SET", "k", "v"]));
+    wait_for("SET to reach the paused Redis", FOLLOW_TIMEOUT, || {
+        String::from_utf8_lossy(&redis.cmd(&["CLIENT", "LIST"]))
+            .contains("cmd=set")
+            .then_some(())
+    });
+    redis.kill();
+    let lost = c.read_reply();
+    assert!(lost.starts_with(b"-ERR upstream"), "{}", show(&lost));
+    let down = c.cmd_str(&["GET", "k"]);
+    assert!(down.starts_with(b"-TRYAGAIN"), "{}", show(&down));
+    let s = scrape(admin);
+    assert_eq!(errors(&s, "upstream_lost"), 1.0);
+    assert_eq!(errors(&s, "tryagain"), 1.0);
+    assert_eq!(errors(&s, "upstream_timeout"), 0.0);
+    assert_eq!(commands(&s, "SET", "error"), 1.0);
+    assert_eq!(commands(&s, "GET", "error"), 1.0);
+    let kind = [("kind", "shared")];
+    assert_eq!(s.value("sidecar_upstream_connections", &kind), 0.0);
+    assert_eq!(s.value("sidecar_upstream_disconnects_total", &kind), 4.0);
+}
+
+#[test]
+fn command_metrics_off_exports_no_command_series() {
+    let redis = RedisServer::start();
+    let sidecar = start(
+        SidecarToml::new(&redis.url())
+            .admin_line("command_metrics = false")
+            .policy("deny_commands = [\"DEBUG\"]"),
+    );
+    let admin = sidecar.admin_addr();
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["GET", "k"]), b"$1\r\nv\r\n");
+    let refused = c.cmd_str(&["DEBUG", "SLEEP", "0"]);
+    assert!(refused.starts_with(b"-NOPERM"), "{}", show(&refused));
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*0\r\n");
+    let s = scrape(admin);
+    for name in [
+        "sidecar_commands_total",
+        "sidecar_command_duration_seconds",
+        "sidecar_upstream_duration_seconds",
+    ] {
+        assert!(
+            !s.samples.keys().any(|k| k.starts_with(name)),
+            "{name} exported with command metrics off: {:#?}",
+            s.samples.keys()
+        );
+    }
+    // The other series are kept.
+    assert_eq!(s.value("sidecar_client_connections_total", &[]), 1.0);
+    assert_eq!(
+        s.value(
+            "sidecar_policy_refusals_total",
+            &[("rule", "deny_commands")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        s.value("sidecar_upstream_connects_total", &[("kind", "pinned")]),
+        1.0
+    );
+    assert_eq!(
+        s.value("sidecar_errors_total", &[("kind", "protocol")]),
+        0.0
+    );
+}

@@ -5,13 +5,15 @@
 //! ([`Ledger::begin`]), a command was routed ([`Ledger::command`], in command order),
 //! a reply slot was drained into the output (one call per slot, in slot order:
 //! [`Ledger::ready`], [`Ledger::shared`], [`Ledger::pinned`], [`Ledger::replaced`]),
-//! and the output was written ([`Ledger::written`]). Slots come out in the order the
+//! and the output is about to be written ([`Ledger::queued`]). Slots come out in the order the
 //! commands went in, so the n-th slot answered resolves the n-th command waiting.
 //!
 //! Outcome: `refused` for the sidecar's own `-NOPERM` (policy and namespace rules),
 //! `error` for any other reply starting with `-` or `!` (RESP3 blob error), else `ok`.
 //! Latency: from the batch's arrival (one clock read per batch of pipelined commands)
-//! to the write that carried the reply (one clock read per write). With
+//! to the reply being handed to the socket write (one clock read per write): the
+//! counters move before the client can read its reply, so a scrape that follows a
+//! reply sees it counted. With
 //! `admin.command_metrics = false` nothing is recorded and no clock is read; the
 //! `tryagain` error count, which is not a per-command series, is kept either way.
 //!
@@ -167,9 +169,9 @@ impl Ledger {
         }
     }
 
-    /// The output holding every answered command's reply was written: count them and
-    /// record their latency.
-    pub fn written(&mut self, m: &Metrics) {
+    /// The output holding every answered command's reply is about to be written: count
+    /// them and record their latency.
+    pub fn queued(&mut self, m: &Metrics) {
         let Some(state) = self.0.as_deref_mut() else {
             return;
         };
@@ -196,7 +198,8 @@ mod tests {
     use crate::upstream::UpstreamError;
 
     fn count(m: &Metrics, command: &str, outcome: &str) -> f64 {
-        let series = format!(r#"sidecar_commands_total{{command="{command}",outcome="{outcome}"}} "#);
+        let series =
+            format!(r#"sidecar_commands_total{{command="{command}",outcome="{outcome}"}} "#);
         m.render()
             .lines()
             .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
@@ -230,7 +233,7 @@ mod tests {
         l.pinned();
         l.ready(&m, b"-ERR unknown command\r\n");
         assert_eq!(count(&m, "GET", "ok"), 0.0, "nothing before the write");
-        l.written(&m);
+        l.queued(&m);
         assert_eq!(count(&m, "GET", "ok"), 1.0);
         assert_eq!(count(&m, "GET", "error"), 1.0);
         assert_eq!(count(&m, "SET", "refused"), 1.0);
@@ -255,7 +258,7 @@ mod tests {
         let mut b = batch(b"$1\r\na\r\n", 1, 0);
         b.error = Some(UpstreamError::Timeout(std::time::Duration::from_secs(1)));
         l.shared(&m, &b, 3);
-        l.written(&m);
+        l.queued(&m);
         assert_eq!(count(&m, "GET", "ok"), 1.0);
         assert_eq!(count(&m, "GET", "error"), 2.0);
         let text = m.render();
@@ -276,7 +279,7 @@ mod tests {
         l.pinned();
         l.replaced(b"");
         l.ready(&m, b"+PONG\r\n");
-        l.written(&m);
+        l.queued(&m);
         assert_eq!(count(&m, "CLIENT", "ok"), 1.0);
         assert_eq!(count(&m, "PING", "ok"), 1.0);
     }
@@ -289,7 +292,7 @@ mod tests {
         l.begin(&m);
         l.command(&m, b"GET");
         l.ready(&m, b"-TRYAGAIN no primary\r\n");
-        l.written(&m);
+        l.queued(&m);
         let text = m.render();
         assert!(!text.contains("sidecar_commands_total{"), "{text}");
         assert!(

@@ -53,7 +53,8 @@ impl UpstreamMetrics {
         };
         UpstreamMetrics {
             connects: UpstreamKind::ALL.map(|k| {
-                recorder.register_counter(&labelled("sidecar_upstream_connects_total", k), &METADATA)
+                recorder
+                    .register_counter(&labelled("sidecar_upstream_connects_total", k), &METADATA)
             }),
             disconnects: UpstreamKind::ALL.map(|k| {
                 let key = labelled("sidecar_upstream_disconnects_total", k);

@@ -767,8 +767,8 @@ where
                 self.write_out().await?;
             }
         }
+        self.ledger.queued(&self.ctx.metrics);
         self.write_out().await?;
-        self.ledger.written(&self.ctx.metrics);
         self.maybe_release();
         Ok(())
     }

@@ -544,10 +544,7 @@ impl Reader {
 
     /// Bytes arrived: with command metrics on, this is when the replies in them came back.
     fn note_read(&mut self) {
-        self.read_at = self
-            .metrics
-            .command_metrics()
-            .then(Instant::now);
+        self.read_at = self.metrics.command_metrics().then(Instant::now);
     }
 
     /// Hand the current job what it got, and every other job an error, then report `err`.

@@ -436,6 +436,8 @@ pub struct SidecarToml {
     pub namespaces: Vec<String>,
     /// Serve the admin HTTP listener (on a free port: [`Sidecar::admin_addr`]).
     pub admin: bool,
+    /// Further lines of the `[admin]` table.
+    pub admin_lines: Vec<String>,
 }
 
 impl SidecarToml {
@@ -476,6 +478,12 @@ impl SidecarToml {
         self
     }
 
+    /// Add a line to the `[admin]` table (e.g. `command_metrics = false`).
+    pub fn admin_line(mut self, line: &str) -> Self {
+        self.admin_lines.push(line.to_string());
+        self
+    }
+
     /// Add a `[[namespace]]` table (its lines, newline-separated).
     pub fn namespace(mut self, body: &str) -> Self {
         self.namespaces.push(body.to_string());
@@ -490,7 +498,12 @@ impl SidecarToml {
             s.push('\n');
         }
         let admin = if self.admin { "127.0.0.1:0" } else { "" };
-        s.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n\n[upstream]\n"));
+        s.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n"));
+        for l in &self.admin_lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("\n[upstream]\n");
         if let Some(url) = &self.url {
             s.push_str(&format!("url = \"{url}\"\n"));
         }
