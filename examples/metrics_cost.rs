@@ -1,7 +1,12 @@
 //! What counting one command costs the data path: `Metrics::command(name)` (the
 //! case-insensitive lookup), one outcome counter increment and one latency histogram
-//! record, next to each step alone. Also the cost, per sample, of folding samples into
-//! buckets (the periodic upkeep, off the data path). Run with
+//! record (the sidecar's own fixed-bucket histogram), next to each step alone. Then
+//! the whole per-client path as a client loop runs it (`Ledger`: commands arrive, are
+//! routed, answered and counted, clock reads included): one command per batch (-P 1),
+//! sixteen GETs per batch (-P 16), sixteen different names per batch (the worst case
+//! for grouping), and with `admin.command_metrics = false`. Also the cost, per sample,
+//! of folding the recorder's own histogram samples (upstream latency) into buckets
+//! (the periodic upkeep, off the data path). Run with
 //! `cargo run --release --example metrics_cost`.
 //!
 //! Figures are nanoseconds per command (best and median of several rounds), for
@@ -10,7 +15,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use resp_sidecar::metrics::Metrics;
+use resp_sidecar::metrics::{Ledger, Metrics, UpstreamKind};
 
 const OPS: usize = 1_000_000;
 const ROUNDS: usize = 15;
@@ -74,11 +79,61 @@ fn main() {
         }),
     );
 
-    // Upkeep: fold OPS samples into buckets.
+    let mut ledger = Ledger::default();
+    report(
+        "ledger: a one-command batch (-P 1), clocks included",
+        rounds(&metrics, |i| {
+            ledger.begin(&metrics);
+            ledger.command(&metrics, black_box(NAMES[i % NAMES.len()]));
+            ledger.ready(&metrics, black_box(b"$5\r\nvalue\r\n"));
+            ledger.queued(&metrics);
+        }),
+    );
+    report(
+        "ledger: 16 GETs in a batch (-P 16), per command",
+        rounds(&metrics, |i| {
+            if i % 16 == 0 {
+                ledger.begin(&metrics);
+            }
+            ledger.command(&metrics, black_box(b"GET"));
+            ledger.ready(&metrics, black_box(b"$5\r\nvalue\r\n"));
+            if i % 16 == 15 {
+                ledger.queued(&metrics);
+            }
+        }),
+    );
+    report(
+        "ledger: 16 mixed names in a batch, per command",
+        rounds(&metrics, |i| {
+            if i % 16 == 0 {
+                ledger.begin(&metrics);
+            }
+            ledger.command(&metrics, black_box(NAMES[i % NAMES.len()]));
+            ledger.ready(&metrics, black_box(b"$5\r\nvalue\r\n"));
+            if i % 16 == 15 {
+                ledger.queued(&metrics);
+            }
+        }),
+    );
+    let off = Metrics::new();
+    off.set_command_metrics(false);
+    let mut ledger = Ledger::default();
+    report(
+        "ledger with command_metrics = false",
+        rounds(&off, |i| {
+            ledger.begin(&off);
+            ledger.command(&off, black_box(NAMES[i % NAMES.len()]));
+            ledger.ready(&off, black_box(b"$5\r\nvalue\r\n"));
+            ledger.queued(&off);
+        }),
+    );
+
+    // Upkeep: fold OPS samples of the recorder's own histograms (upstream latency, one
+    // sample per upstream job) into buckets.
     let mut per_sample = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         for _ in 0..OPS {
-            get.latency.record(latency);
+            metrics.upstream_duration(UpstreamKind::Shared, latency);
         }
         let start = Instant::now();
         metrics.handle().run_upkeep();

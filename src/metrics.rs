@@ -16,6 +16,7 @@
 //! elsewhere (clients, pinned connections, the primary) are set at scrape time.
 
 mod labels;
+mod latency;
 mod ledger;
 mod upstream;
 
@@ -25,12 +26,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ::metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use ::metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio_util::sync::CancellationToken;
 
 pub use labels::command_names;
 pub use labels::{ErrorKind, FlushKind, Outcome, RefusalRule, UpstreamKind, OTHER_COMMAND};
+pub use latency::Latency;
 pub use ledger::Ledger;
 
 /// Upper bounds (seconds) of the latency histogram buckets: 50µs to 5s.
@@ -47,6 +49,8 @@ const MAX_NAME: usize = 32;
 
 const COMMANDS_TOTAL: &str = "sidecar_commands_total";
 const COMMAND_DURATION: &str = "sidecar_command_duration_seconds";
+const COMMAND_DURATION_HELP: &str =
+    "Time from a command's arrival to its reply being written, as the client sees it";
 
 /// The handles of one command name (or of `"other"`).
 pub struct CommandMetrics {
@@ -57,8 +61,10 @@ pub struct CommandMetrics {
     /// `sidecar_commands_total{command, outcome="refused"}`.
     pub refused: Counter,
     /// `sidecar_command_duration_seconds{command}`: from the command's arrival to its
-    /// reply being queued for the client. Record a `Duration` or seconds.
-    pub latency: Histogram,
+    /// reply being written to the client.
+    pub latency: Latency,
+    /// The `command` label.
+    name: &'static str,
 }
 
 impl CommandMetrics {
@@ -261,7 +267,21 @@ impl Metrics {
 
     /// Everything in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        let mut seen = self.commands.iter().filter_map(OnceLock::get).peekable();
+        if seen.peek().is_some() {
+            if !text.is_empty() && !text.ends_with("\n\n") {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "# HELP {COMMAND_DURATION} {COMMAND_DURATION_HELP}\n# TYPE {COMMAND_DURATION} histogram\n"
+            ));
+            for c in seen {
+                let labels = format!("command=\"{}\"", c.name);
+                c.latency.render(COMMAND_DURATION, &labels, &mut text);
+            }
+        }
+        text
     }
 
     /// A handle for [`upkeep`].
@@ -321,11 +341,6 @@ impl Registrar<'_> {
             None,
             "Commands served, by command and outcome (ok, error, refused)".into(),
         );
-        self.0.describe_histogram(
-            KeyName::from_const_str(COMMAND_DURATION),
-            Some(Unit::Seconds),
-            "Time from a command's arrival to its reply, as the client sees it".into(),
-        );
     }
 
     fn command(&self, slot: usize) -> CommandMetrics {
@@ -338,10 +353,8 @@ impl Registrar<'_> {
             ok: outcome("ok"),
             error: outcome("error"),
             refused: outcome("refused"),
-            latency: self.0.register_histogram(
-                &Self::key(COMMAND_DURATION, &[("command", name)]),
-                &METADATA,
-            ),
+            latency: Latency::default(),
+            name,
         }
     }
 }

@@ -17,8 +17,9 @@
 //! `admin.command_metrics = false` nothing is recorded and no clock is read; the
 //! `tryagain` error count, which is not a per-command series, is kept either way.
 //!
-//! The cost per command is a case-insensitive name lookup, a queue push and pop, one
-//! counter increment and one histogram sample (`examples/metrics_cost.rs`).
+//! The cost per command is a case-insensitive name lookup and a queue push and pop;
+//! per run of commands with the same name and outcome answered together, one counter
+//! increment and one histogram record (`examples/metrics_cost.rs`).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -179,14 +180,31 @@ impl Ledger {
             return;
         }
         let took = state.arrived.map(|t| t.elapsed());
+        // Runs of the same command and outcome (a pipeline of GETs) are counted at once.
+        let mut run: Option<(Entry, u64)> = None;
         for entry in state.entries.drain(..state.answered) {
-            let c = m.command_at(usize::from(entry.slot));
-            c.outcome(entry.outcome).increment(1);
-            if let Some(took) = took {
-                c.latency.record(took);
+            match run.as_mut() {
+                Some((e, n)) if e.slot == entry.slot && e.outcome == entry.outcome => *n += 1,
+                _ => {
+                    if let Some((e, n)) = run.replace((entry, 1)) {
+                        count(m, e, n, took);
+                    }
+                }
             }
         }
+        if let Some((e, n)) = run {
+            count(m, e, n, took);
+        }
         state.answered = 0;
+    }
+}
+
+/// `n` commands of one name and outcome, answered `took` after they arrived.
+fn count(m: &Metrics, entry: Entry, n: u64, took: Option<std::time::Duration>) {
+    let c = m.command_at(usize::from(entry.slot));
+    c.outcome(entry.outcome).increment(n);
+    if let Some(took) = took {
+        c.latency.record_many(took, n);
     }
 }
 

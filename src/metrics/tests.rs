@@ -178,14 +178,34 @@ fn instances_do_not_share_counters() {
 
 #[test]
 fn upkeep_keeps_samples() {
+    // The recorder's own histograms (upstream latency) queue samples until upkeep.
     let m = Metrics::new();
-    let set = m.command(b"SET");
     for _ in 0..1000 {
-        set.latency.record(0.003);
+        m.upstream_duration(UpstreamKind::Shared, Duration::from_millis(3));
     }
     m.handle().run_upkeep();
-    set.latency.record(0.003);
+    m.upstream_duration(UpstreamKind::Shared, Duration::from_millis(3));
     let text = m.render();
-    let count = r#"sidecar_command_duration_seconds_count{command="SET"}"#;
+    let count = r#"sidecar_upstream_duration_seconds_count{kind="shared"}"#;
     assert_eq!(value(&text, count), Some(1001.0), "{text}");
+}
+
+#[test]
+fn command_latency_renders_once_per_family_after_the_recorder_series() {
+    let m = Metrics::new();
+    m.command(b"GET").latency.record(Duration::from_micros(80));
+    m.command(b"SET")
+        .latency
+        .record_many(Duration::from_millis(2), 4);
+    let text = m.render();
+    assert_eq!(
+        text.matches("# TYPE sidecar_command_duration_seconds histogram")
+            .count(),
+        1,
+        "{text}"
+    );
+    let get = r#"sidecar_command_duration_seconds_count{command="GET"}"#;
+    assert_eq!(value(&text, get), Some(1.0), "{text}");
+    let set = r#"sidecar_command_duration_seconds_bucket{command="SET",le="0.0025"}"#;
+    assert_eq!(value(&text, set), Some(4.0), "{text}");
 }
