@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Instructions the sidecar executes in user space per request, for the default
+# config and for the default plus EXTRA_TOML, counted by valgrind's cachegrind.
+# Unlike throughput or CPU time on a shared machine, an instruction count does
+# not move with other load, so it shows a small per-request cost (metrics,
+# logging) that timing noise hides. It leaves out the kernel's work (the
+# loopback TCP that is most of a request's CPU), so the share of the total is
+# smaller than the share of these counts.
+#
+# For each config and depth it runs the sidecar under cachegrind, sends
+# `redis-benchmark -t get -c 1 -d 256 -n N -P DEPTH` (one client, so batches are
+# the same from run to run), stops it, and subtracts a run that served one PING
+# (start-up and shutdown). How reads split a pipeline still varies a little,
+# so each figure is the median of REPEATS runs, the two configs alternating.
+#
+# Environment (all optional):
+#   EXTRA_TOML   default: command metrics and logging off
+#   DEPTHS="1 16"
+#   REQUESTS=20000
+#   REPEATS=3
+#   SIDECAR_BIN  default target/release/resp-sidecar (built unless SKIP_BUILD=1)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DEPTHS="${DEPTHS:-1 16}"
+REQUESTS="${REQUESTS:-20000}"
+REPEATS="${REPEATS:-3}"
+SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
+READY_TIMEOUT="${READY_TIMEOUT:-60}"
+EXTRA_TOML="${EXTRA_TOML:-[admin]
+command_metrics = false
+
+[log]
+level = \"off\"}"
+BASE_TOML='[policy]
+deny_commands = []
+'
+
+command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-ir.XXXXXX")"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf '[ir] %s\n' "$*" >&2; }
+# shellcheck source=../scripts/lib/topology.sh
+source "$ROOT/scripts/lib/topology.sh"
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    (cd "$ROOT" && cargo build --release)
+fi
+
+read -r REDIS_PORT PORT <<<"$(free_ports 2)"
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" --save "" \
+    --appendonly no --logfile "$WORK/redis.log" &
+PIDS+=("$!")
+wait_ready redis-server "$!" "$REDIS_PORT" "$WORK/redis.log"
+redis-cli -p "$REDIS_PORT" set key:__rand_int__ "$(head -c 256 /dev/zero | tr '\0' x)" >/dev/null
+
+# instructions NAME TOML DEPTH N: user-space instructions of one sidecar run that
+# served N GETs at DEPTH (N = 0: one PING).
+instructions() {
+    local name="$1" toml="$2" depth="$3" n="$4" pid
+    printf '%s\n' "$toml" >"$WORK/$name.toml"
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$WORK/$name.cg" \
+        "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$PORT" \
+        --upstream "redis://127.0.0.1:$REDIS_PORT" --admin "" >"$WORK/$name.log" 2>&1 &
+    pid="$!"
+    wait_ready "$name" "$pid" "$PORT" "$WORK/$name.log"
+    if [ "$n" -gt 0 ]; then
+        redis-benchmark -h 127.0.0.1 -p "$PORT" -t get -c 1 -d 256 -n "$n" -P "$depth" \
+            -q >/dev/null
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || true
+    awk '/^summary:/ { print $2 }' "$WORK/$name.cg"
+}
+
+echo "- extra config: $(printf '%s' "$EXTRA_TOML" | tr '\n' ' ')"
+echo "- redis-benchmark -t get -c 1 -d 256 -n $REQUESTS -P DEPTH; user-space instructions (cachegrind) per request, start-up and shutdown subtracted; medians of $REPEATS runs"
+echo
+echo "| -P | default | with extra | extra/default | default minus extra |"
+echo "|---|---|---|---|---|"
+base_idle="$(instructions base-idle "$BASE_TOML" 1 0)"
+extra_idle="$(instructions extra-idle "$BASE_TOML"$'\n'"$EXTRA_TOML" 1 0)"
+for depth in $DEPTHS; do
+    base=()
+    extra=()
+    for ((i = 1; i <= REPEATS; i++)); do
+        log "-P $depth, run $i: default, then with extra"
+        base+=("$(instructions base "$BASE_TOML" "$depth" "$REQUESTS")")
+        extra+=("$(instructions extra "$BASE_TOML"$'\n'"$EXTRA_TOML" "$depth" "$REQUESTS")")
+    done
+    python3 - "$depth" "$REQUESTS" "$base_idle" "$extra_idle" "${base[*]}" "${extra[*]}" <<'PY'
+import statistics, sys
+depth, n, base_idle, extra_idle = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+b = statistics.median((int(x) - base_idle) / n for x in sys.argv[5].split())
+e = statistics.median((int(x) - extra_idle) / n for x in sys.argv[6].split())
+print(f"| {depth} | {b:,.0f} | {e:,.0f} | {e / b:.3f}x | {b - e:,.0f} |")
+PY
+done
