@@ -436,6 +436,7 @@ pub struct SidecarToml {
     pub namespaces: Vec<String>,
     /// Serve the admin HTTP listener (on a free port: [`Sidecar::admin_addr`]).
     pub admin: bool,
+    pub cache: Vec<String>,
 }
 
 impl SidecarToml {
@@ -476,6 +477,12 @@ impl SidecarToml {
         self
     }
 
+    /// Add a line to the `[cache]` section.
+    pub fn cache(mut self, line: &str) -> Self {
+        self.cache.push(line.to_string());
+        self
+    }
+
     /// Add a `[[namespace]]` table (its lines, newline-separated).
     pub fn namespace(mut self, body: &str) -> Self {
         self.namespaces.push(body.to_string());
@@ -497,6 +504,13 @@ impl SidecarToml {
         for l in &self.upstream {
             s.push_str(l);
             s.push('\n');
+        }
+        if !self.cache.is_empty() {
+            s.push_str("\n[cache]\n");
+            for l in &self.cache {
+                s.push_str(l);
+                s.push('\n');
+            }
         }
         s.push_str("\n[policy]\n");
         for l in &self.policy {
