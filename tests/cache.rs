@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 fn config(redis: &RedisServer) -> SidecarToml {
     SidecarToml::new(&redis.url())
-        .namespace("name = \"session\"\nprefix = \"session:\"\ncache = true\ndegrade = \"serve-stale\"")
+        .namespace(
+            "name = \"session\"\nprefix = \"session:\"\ncache = true\ndegrade = \"serve-stale\"",
+        )
         .namespace("name = \"legacy\"\nprefix = \"legacy:\"\ndb = 3\ncache = true")
         .namespace("name = \"lock\"\nprefix = \"lock:\"\ndegrade = \"fail\"")
 }
@@ -90,17 +92,32 @@ fn hits_are_served_without_redis_and_any_change_anywhere_invalidates() {
 
     // A write through the other sidecar.
     assert_reply(&cb.cmd_str(&["SET", "session:s1", "v2"]), b"+OK\r\n");
-    eventually("write through B", || ca.cmd_str(&["GET", "session:s1"]), &bulk("v2"));
+    eventually(
+        "write through B",
+        || ca.cmd_str(&["GET", "session:s1"]),
+        &bulk("v2"),
+    );
     // Writes made directly on Redis, of every kind.
     let direct: &[(&[&str], &[u8])] = &[
         (&["APPEND", "session:s1", "x"], b"$3\r\nv2x\r\n"),
-        (&["EVAL", "return redis.call('SET', KEYS[1], 'lua')", "1", "session:s1"], b"$3\r\nlua\r\n"),
+        (
+            &[
+                "EVAL",
+                "return redis.call('SET', KEYS[1], 'lua')",
+                "1",
+                "session:s1",
+            ],
+            b"$3\r\nlua\r\n",
+        ),
         (&["RENAME", "session:s1", "session:gone"], b"$-1\r\n"),
         (&["SET", "session:s1", "back"], b"$4\r\nback\r\n"),
         (&["DEL", "session:s1"], b"$-1\r\n"),
     ];
     for (cmd, want) in direct {
-        assert_reply(&ca.cmd_str(&["GET", "session:s1"]), &ca.cmd_str(&["GET", "session:s1"]));
+        assert_reply(
+            &ca.cmd_str(&["GET", "session:s1"]),
+            &ca.cmd_str(&["GET", "session:s1"]),
+        );
         redis.cmd(cmd);
         eventually(&cmd.join(" "), || ca.cmd_str(&["GET", "session:s1"]), want);
     }
@@ -118,7 +135,11 @@ fn hits_are_served_without_redis_and_any_change_anywhere_invalidates() {
     // A null invalidation (FLUSHALL) empties every sidecar.
     assert_reply(&ca.cmd_str(&["GET", "session:s1"]), &bulk("tx"));
     redis.cmd(&["FLUSHALL"]);
-    eventually("FLUSHALL", || ca.cmd_str(&["GET", "session:s1"]), b"$-1\r\n");
+    eventually(
+        "FLUSHALL",
+        || ca.cmd_str(&["GET", "session:s1"]),
+        b"$-1\r\n",
+    );
     assert!(counter(&mut ca, "cache_flushes") >= 1);
     assert!(counter(&mut ca, "cache_invalidations") >= 5);
 }
@@ -172,8 +193,20 @@ fn cached_reads_answer_exactly_what_redis_answers_in_both_protocols() {
         &["HGET", "session:h", "nope"],
         &["HMGET", "session:h", "user", "nope", "role"],
         &["HGETALL", "session:missing"],
-        &["MGET", "session:a", "session:missing", "session:b", "session:h"],
-        &["EXISTS", "session:a", "session:missing", "session:h", "session:a"],
+        &[
+            "MGET",
+            "session:a",
+            "session:missing",
+            "session:b",
+            "session:h",
+        ],
+        &[
+            "EXISTS",
+            "session:a",
+            "session:missing",
+            "session:h",
+            "session:a",
+        ],
         &["GET", "session:h"],
     ];
     for proto in ["2", "3"] {
@@ -190,7 +223,11 @@ fn cached_reads_answer_exactly_what_redis_answers_in_both_protocols() {
         }
     }
     let mut c = a.conn();
-    assert!(counter(&mut c, "cache_hits") > 20, "{}", info(&mut c, "cache_hits"));
+    assert!(
+        counter(&mut c, "cache_hits") > 20,
+        "{}",
+        info(&mut c, "cache_hits")
+    );
     // A partial MGET fetches only the misses and composes the reply in order.
     redis.cmd(&["SET", "session:c", "3"]);
     let mgets = calls(&redis, "mget");
@@ -253,11 +290,17 @@ fn losing_the_stream_or_its_heartbeat_unverifies_every_entry() {
     wait_for("heartbeat loss noticed", Duration::from_secs(5), || {
         (counter(&mut c, "cache_streams_lost") > lost).then_some(())
     });
-    assert!(info(&mut c, "cache_state").contains("heartbeat") || info(&mut c, "cache_state") == "live");
+    assert!(
+        info(&mut c, "cache_state").contains("heartbeat") || info(&mut c, "cache_state") == "live"
+    );
     redis.cmd(&["CLIENT", "UNPAUSE"]);
     wait_live(&a);
     redis.cmd(&["SET", "session:k", "3"]);
-    eventually("after heartbeat loss", || c.cmd_str(&["GET", "session:k"]), &bulk("3"));
+    eventually(
+        "after heartbeat loss",
+        || c.cmd_str(&["GET", "session:k"]),
+        &bulk("3"),
+    );
 }
 
 #[test]
@@ -271,7 +314,9 @@ fn an_unreachable_redis_serves_stale_sessions_for_a_while_and_fails_the_rest_fas
     assert_reply(&c.cmd_str(&["GET", "session:u"]), &bulk("logged-in"));
     redis.kill();
     wait_for("unreachable noticed", Duration::from_secs(5), || {
-        info(&mut c, "cache_state").starts_with("unreachable").then_some(())
+        info(&mut c, "cache_state")
+            .starts_with("unreachable")
+            .then_some(())
     });
     // Sessions keep users logged in; locks fail closed; writes fail at once.
     assert_reply(&c.cmd_str(&["GET", "session:u"]), &bulk("logged-in"));
@@ -283,13 +328,25 @@ fn an_unreachable_redis_serves_stale_sessions_for_a_while_and_fails_the_rest_fas
     ] {
         let start = Instant::now();
         let reply = c.cmd_str(cmd);
-        assert!(reply.starts_with(b"-TRYAGAIN upstream unreachable"), "{}", show(&reply));
-        assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
+        assert!(
+            reply.starts_with(b"-TRYAGAIN upstream unreachable"),
+            "{}",
+            show(&reply)
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
     }
     assert!(counter(&mut c, "cache_stale_hits") >= 1);
     std::thread::sleep(Duration::from_millis(1600));
     let reply = c.cmd_str(&["GET", "session:u"]);
-    assert!(reply.starts_with(b"-TRYAGAIN"), "stale window over: {}", show(&reply));
+    assert!(
+        reply.starts_with(b"-TRYAGAIN"),
+        "stale window over: {}",
+        show(&reply)
+    );
     // Back: unverified entries are dropped, never served as fresh.
     redis.restart();
     wait_live(&a);
@@ -311,11 +368,19 @@ fn cache_max_ttl_bounds_an_entry_and_uncached_namespaces_always_reach_redis() {
     assert_eq!(calls(&redis, "get"), gets + 1);
     std::thread::sleep(Duration::from_millis(250));
     c.cmd_str(&["GET", "session:m"]);
-    assert_eq!(calls(&redis, "get"), gets + 2, "entry expired at cache.max_ttl");
+    assert_eq!(
+        calls(&redis, "get"),
+        gets + 2,
+        "entry expired at cache.max_ttl"
+    );
     for _ in 0..3 {
         c.cmd_str(&["GET", "lock:m"]);
     }
-    assert_eq!(calls(&redis, "get"), gets + 5, "lock reads are never cached");
+    assert_eq!(
+        calls(&redis, "get"),
+        gets + 5,
+        "lock reads are never cached"
+    );
 }
 
 /// Writers set increasing versions through sidecar B and directly; a reader through
@@ -339,7 +404,10 @@ fn staleness_checker_finds_no_violation() {
             while Instant::now() < stop {
                 v += 1;
                 let conn = if v % 2 == 0 { &mut wb } else { &mut wd };
-                assert_reply(&conn.cmd_str(&["SET", "session:ver", &v.to_string()]), b"+OK\r\n");
+                assert_reply(
+                    &conn.cmd_str(&["SET", "session:ver", &v.to_string()]),
+                    b"+OK\r\n",
+                );
                 acked.lock().expect("lock").push((Instant::now(), v));
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -366,10 +434,62 @@ fn staleness_checker_finds_no_violation() {
             .nth(1)
             .and_then(|l| l.parse().ok())
             .unwrap_or(0);
-        assert!(got >= floor, "read {got} began after {floor} was acknowledged");
+        assert!(
+            got >= floor,
+            "read {got} began after {floor} was acknowledged"
+        );
         reads += 1;
     }
     writer.join().expect("writer");
     assert!(reads > 100, "only {reads} reads");
     assert!(counter(&mut reader, "cache_hits") > 0);
+}
+
+#[test]
+fn metrics_count_hits_misses_fills_and_entries_exactly() {
+    let redis = RedisServer::start();
+    let a = Sidecar::start(&config(&redis).admin());
+    wait_live(&a);
+    let mut c = a.conn();
+    redis.cmd(&["SET", "session:x", "1"]);
+    for _ in 0..4 {
+        assert_reply(&c.cmd_str(&["GET", "session:x"]), &bulk("1"));
+    }
+    assert_reply(&c.cmd_str(&["SET", "session:x", "2"]), b"+OK\r\n");
+    let body = common::http::get(a.admin_addr(), "/metrics")
+        .expect("scrape")
+        .body;
+    let value = |series: &str| -> String {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+            .to_string()
+    };
+    let ns = "{namespace=\"session\"}";
+    assert_eq!(value(&format!("sidecar_cache_hits_total{ns}")), "3");
+    assert_eq!(value(&format!("sidecar_cache_misses_total{ns}")), "1");
+    assert_eq!(value(&format!("sidecar_cache_fills_total{ns}")), "1");
+    assert_eq!(
+        value(&format!("sidecar_cache_invalidations_total{ns}")),
+        "1"
+    );
+    assert_eq!(value(&format!("sidecar_cache_entries{ns}")), "0");
+    assert_eq!(
+        value(&format!("sidecar_cache_entries{{namespace=\"legacy\"}}")),
+        "0"
+    );
+    assert_eq!(value("sidecar_cache_stream_up"), "1");
+    assert_reply(&c.cmd_str(&["GET", "session:x"]), &bulk("2"));
+    let body = common::http::get(a.admin_addr(), "/metrics")
+        .expect("scrape")
+        .body;
+    assert!(
+        body.contains(&format!("sidecar_cache_entries{ns} 1\n")),
+        "{body}"
+    );
+    let cache = String::from_utf8_lossy(&c.cmd_str(&["SIDECAR", "CACHE"])).into_owned();
+    assert!(
+        cache.contains("cache_state:live") && cache.contains("cache_ns_session:entries=1"),
+        "{cache}"
+    );
 }

@@ -140,3 +140,68 @@ pub(super) fn snapshot(cache: &Cache, stats: Vec<Arc<NsStats>>) -> Snapshot {
         namespaces,
     }
 }
+
+impl Snapshot {
+    /// The cache series in the Prometheus text format, appended to `/metrics`.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, values: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in values {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let per_ns = |f: &dyn Fn(&NsFigures) -> u64| -> Vec<(String, u64)> {
+            self.namespaces
+                .iter()
+                .map(|n| (format!("{{namespace=\"{}\"}}", n.name), f(n)))
+                .collect()
+        };
+        let counters: [(&str, &str, &dyn Fn(&NsFigures) -> u64); 7] = [
+            ("sidecar_cache_hits_total", "Reads answered from the cache, by namespace", &|n| n.hits),
+            ("sidecar_cache_stale_hits_total", "Reads answered from unverified entries while Redis was unreachable (degrade = serve-stale)", &|n| n.stale_hits),
+            ("sidecar_cache_misses_total", "Cacheable reads sent to Redis, by namespace", &|n| n.misses),
+            ("sidecar_cache_fills_total", "Entries stored from Redis replies", &|n| n.fills),
+            ("sidecar_cache_fills_discarded_total", "Fills dropped because the key changed (or the stream was lost) while the read was in flight", &|n| n.fills_discarded),
+            ("sidecar_cache_evictions_total", "Entries evicted to stay within cache.max_bytes", &|n| n.evictions),
+            ("sidecar_cache_invalidations_total", "Entries removed because the key changed (Redis push or a write through this sidecar)", &|n| n.invalidations),
+        ];
+        for (name, help, f) in counters {
+            family(name, "counter", help, per_ns(f));
+        }
+        family(
+            "sidecar_cache_entries",
+            "gauge",
+            "Entries held, by namespace",
+            per_ns(&|n| n.entries),
+        );
+        family(
+            "sidecar_cache_bytes",
+            "gauge",
+            "Bytes held (keys, values and per-entry overhead), by namespace",
+            per_ns(&|n| n.bytes),
+        );
+        let one = |v: u64| vec![(String::new(), v)];
+        family(
+            "sidecar_cache_max_bytes",
+            "gauge",
+            "cache.max_bytes",
+            one(self.max_bytes),
+        );
+        family(
+            "sidecar_cache_stream_up",
+            "gauge",
+            "1 while the invalidation stream is verified (entries may be served), else 0",
+            one(u64::from(self.live)),
+        );
+        family(
+            "sidecar_cache_streams_lost_total",
+            "counter",
+            "Losses of the invalidation stream (disconnect, failover, missed heartbeat, reload)",
+            one(self.lost_total),
+        );
+        family("sidecar_cache_flushes_total", "counter", "Whole-cache flushes (null invalidations, FLUSHALL/FLUSHDB/SIDECAR FLUSH through this sidecar)", one(self.flushes_total));
+        out
+    }
+}
