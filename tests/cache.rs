@@ -75,13 +75,14 @@ fn eventually(what: &str, mut read: impl FnMut() -> Vec<u8>, want: &[u8]) {
 #[test]
 fn hits_are_served_without_redis_and_any_change_anywhere_invalidates() {
     let redis = RedisServer::start();
+    // Written before the sidecars subscribe: no invalidation of it can race the fill.
+    redis.cmd(&["SET", "session:s1", "v1"]);
     let toml = config(&redis);
     let (a, b) = (Sidecar::start(&toml), Sidecar::start(&toml));
     wait_live(&a);
     wait_live(&b);
     let mut ca = a.conn();
     let mut cb = b.conn();
-    redis.cmd(&["SET", "session:s1", "v1"]);
     assert_reply(&ca.cmd_str(&["GET", "session:s1"]), &bulk("v1"));
     let gets = calls(&redis, "get");
     for _ in 0..10 {
@@ -180,11 +181,12 @@ fn a_client_reads_its_own_writes_on_the_same_sidecar() {
 #[test]
 fn cached_reads_answer_exactly_what_redis_answers_in_both_protocols() {
     let redis = RedisServer::start();
-    let a = Sidecar::start(&config(&redis));
-    wait_live(&a);
     redis.cmd(&["HSET", "session:h", "user", "42", "role", "admin"]);
     redis.cmd(&["SET", "session:a", "1"]);
     redis.cmd(&["SET", "session:b", "\r\n\0"]);
+    redis.cmd(&["SET", "legacy:k", "old-app"]);
+    let a = Sidecar::start(&config(&redis));
+    wait_live(&a);
     let reads: &[&[&str]] = &[
         &["GET", "session:a"],
         &["GET", "session:missing"],
@@ -237,7 +239,6 @@ fn cached_reads_answer_exactly_what_redis_answers_in_both_protocols() {
     );
     assert_eq!(calls(&redis, "mget"), mgets + 1);
     // A mapped db: the client's names, Redis's prefixed keys, cached alike.
-    redis.cmd(&["SET", "legacy:k", "old-app"]);
     c.cmd_str(&["SELECT", "3"]);
     let gets = calls(&redis, "get");
     for _ in 0..5 {
@@ -306,11 +307,11 @@ fn losing_the_stream_or_its_heartbeat_unverifies_every_entry() {
 #[test]
 fn an_unreachable_redis_serves_stale_sessions_for_a_while_and_fails_the_rest_fast() {
     let mut redis = RedisServer::start();
+    redis.cmd(&["SET", "session:u", "logged-in"]);
     let toml = config(&redis).cache("stale_if_error = \"1500ms\"");
     let a = Sidecar::start(&toml);
     wait_live(&a);
     let mut c = a.conn();
-    redis.cmd(&["SET", "session:u", "logged-in"]);
     assert_reply(&c.cmd_str(&["GET", "session:u"]), &bulk("logged-in"));
     redis.kill();
     wait_for("unreachable noticed", Duration::from_secs(5), || {
@@ -357,11 +358,11 @@ fn an_unreachable_redis_serves_stale_sessions_for_a_while_and_fails_the_rest_fas
 #[test]
 fn cache_max_ttl_bounds_an_entry_and_uncached_namespaces_always_reach_redis() {
     let redis = RedisServer::start();
+    redis.cmd(&["SET", "session:m", "1"]);
+    redis.cmd(&["SET", "lock:m", "1"]);
     let a = Sidecar::start(&config(&redis).cache("max_ttl = \"200ms\""));
     wait_live(&a);
     let mut c = a.conn();
-    redis.cmd(&["SET", "session:m", "1"]);
-    redis.cmd(&["SET", "lock:m", "1"]);
     let gets = calls(&redis, "get");
     c.cmd_str(&["GET", "session:m"]);
     c.cmd_str(&["GET", "session:m"]);
@@ -448,10 +449,10 @@ fn staleness_checker_finds_no_violation() {
 #[test]
 fn metrics_count_hits_misses_fills_and_entries_exactly() {
     let redis = RedisServer::start();
+    redis.cmd(&["SET", "session:x", "1"]);
     let a = Sidecar::start(&config(&redis).admin());
     wait_live(&a);
     let mut c = a.conn();
-    redis.cmd(&["SET", "session:x", "1"]);
     for _ in 0..4 {
         assert_reply(&c.cmd_str(&["GET", "session:x"]), &bulk("1"));
     }

@@ -182,13 +182,6 @@ pub struct Client<R, W> {
     /// Namespace state, made on the first request when namespaces are configured (boxed:
     /// an idle connection of a transparent sidecar stays small).
     ns: Option<Box<NsClient>>,
-    /// Cached keys written by commands whose replies are not read yet: never served
-    /// from the cache meanwhile (a client reads its own writes).
-    written: Vec<Bytes>,
-    /// Cached keys written by the open shared segment.
-    seg_inval: Vec<Bytes>,
-    /// Cached keys written by commands queued in MULTI (invalidated on EXEC's reply).
-    tx_inval: Vec<Bytes>,
 }
 
 /// One client's namespace state.
@@ -203,6 +196,13 @@ struct NsClient {
     mapped_db: u32,
     /// Reused for each request's key positions.
     key_scratch: Vec<KeyArg>,
+    /// Cached keys written by commands whose replies are not read yet: never served
+    /// from the cache meanwhile (a client reads its own writes).
+    written: Vec<Bytes>,
+    /// Cached keys written by the open shared segment.
+    seg_inval: Vec<Bytes>,
+    /// Cached keys written by commands queued in MULTI (invalidated on EXEC's reply).
+    tx_inval: Vec<Bytes>,
 }
 
 impl<R, W> Client<R, W>
@@ -250,9 +250,6 @@ where
             primary,
             quit: false,
             ns: None,
-            written: Vec::new(),
-            seg_inval: Vec::new(),
-            tx_inval: Vec::new(),
         }
     }
 
@@ -533,7 +530,7 @@ where
             if extra.is_plain() {
                 self.push_seg(&req, extra.prefix.as_ref());
                 self.seg_count += 1;
-                self.seg_inval.append(&mut extra.inval);
+                self.note_seg_inval(&mut extra.inval);
             } else {
                 // A rewritten reply, a cache fill or dropped follow-ups: the command gets
                 // a job of its own.
@@ -555,7 +552,7 @@ where
                     encode_command(args, &mut self.seg);
                 }
                 self.seg_count = 1 + follow_ups.len();
-                self.seg_inval.append(&mut extra.inval);
+                self.note_seg_inval(&mut extra.inval);
                 let fix = SlotFix {
                     keep: 1,
                     fix: extra.fix,
@@ -586,9 +583,10 @@ where
         } else {
             Duration::ZERO
         };
+        let ns = self.ns.get_or_insert_with(Box::default);
         let view = cache::plan::View {
             proto: self.conn.proto,
-            written: &self.written,
+            written: &ns.written,
             pinned: self.pinned.is_some() || self.session.multi,
             prefix: extra.prefix.as_ref().map(|p| &p.prefix),
             fail_fast_after,
@@ -602,7 +600,9 @@ where
             Plan::Write(keys) => {
                 // Before it is sent, so no later read of this client can hit the old value.
                 cache.invalidate(&keys);
-                self.written.extend(keys.iter().cloned());
+                if let Some(ns) = self.ns.as_mut() {
+                    ns.written.extend(keys.iter().cloned());
+                }
                 extra.inval = keys;
                 false
             }
@@ -632,6 +632,13 @@ where
                 self.ready(Reply::error(text));
                 true
             }
+        }
+    }
+
+    /// Cached keys the command just added to the open segment writes.
+    fn note_seg_inval(&mut self, keys: &mut Vec<Bytes>) {
+        if let (Some(ns), false) = (self.ns.as_mut(), keys.is_empty()) {
+            ns.seg_inval.append(keys);
         }
     }
 
@@ -711,12 +718,14 @@ where
             }
         }
         let mut inval = extra.inval;
-        match pin {
-            Some(Pin::Multi) | Some(Pin::Discard) => self.tx_inval.clear(),
-            // The queued writes run now: invalidate their keys once EXEC is answered.
-            Some(Pin::Exec) => inval.append(&mut self.tx_inval),
-            _ if queued => self.tx_inval.append(&mut inval),
-            _ => {}
+        if let Some(ns) = self.ns.as_mut() {
+            match pin {
+                Some(Pin::Multi) | Some(Pin::Discard) => ns.tx_inval.clear(),
+                // The queued writes run now: invalidate their keys once EXEC is answered.
+                Some(Pin::Exec) => inval.append(&mut ns.tx_inval),
+                _ if queued => ns.tx_inval.append(&mut inval),
+                _ => {}
+            }
         }
         let keep = self.session.sent(&req.args, pin);
         self.pinned_out.extend_from_slice(&req.raw);
@@ -790,7 +799,11 @@ where
             (Bytes::new(), 0)
         };
         let count = std::mem::take(&mut self.seg_count);
-        let inval = std::mem::take(&mut self.seg_inval);
+        let inval = self
+            .ns
+            .as_mut()
+            .map(|ns| std::mem::take(&mut ns.seg_inval))
+            .unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         let job = Job {
             bytes,
@@ -901,7 +914,9 @@ where
         }
         self.write_out().await?;
         // Every write sent so far is answered.
-        self.written.clear();
+        if let Some(ns) = self.ns.as_mut() {
+            ns.written.clear();
+        }
         self.maybe_release();
         Ok(())
     }
