@@ -31,6 +31,24 @@ impl Data {
         }
     }
 
+    /// The same data in allocations of its own: values read from a reply are slices of
+    /// the connection's read buffer, which an entry must not keep alive.
+    pub fn detached(self) -> Data {
+        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+        match self {
+            Data::Str(v) => Data::Str(own(&v)),
+            Data::Hash(fields) => {
+                Data::Hash(fields.iter().map(|(f, v)| (own(f), own(v))).collect())
+            }
+            Data::Missing => Data::Missing,
+        }
+    }
+
+    /// Bytes a reply to a read of this entry needs (to size the output once).
+    pub fn reply_len(&self) -> usize {
+        self.size() + 32
+    }
+
     /// The reply to `GET`; false when only Redis can answer (wrong type).
     pub fn get(&self, proto: Protocol, out: &mut BytesMut) -> bool {
         match self {

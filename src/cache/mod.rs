@@ -252,12 +252,14 @@ impl Cache {
             _ => return false,
         };
         let entry = Entry {
-            data,
+            data: data.detached(),
             gen: ticket.gen,
             expires: Instant::now() + ttl,
             ns: ns.clone(),
         };
-        self.store.insert(key.clone(), Arc::new(entry));
+        // Copied: the key may be a slice of a client's read buffer.
+        self.store
+            .insert(Bytes::copy_from_slice(key), Arc::new(entry));
         drop(c);
         true
     }

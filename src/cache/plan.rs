@@ -103,6 +103,21 @@ pub fn plan(cache: &Arc<Cache>, namespaces: &Namespaces, view: &View<'_>, args: 
         .filter(|d| d.unreachable)
         .map(|d| (d.since.elapsed(), d.reason.clone()));
     if let Some(range) = read {
+        if range.len() == 1 {
+            // The common case (a session GET / HGETALL hit) allocates only its reply.
+            let key = full(&args[1]);
+            if let Some(plan) = single_hit(
+                cache,
+                namespaces,
+                view,
+                name,
+                args,
+                &key,
+                degraded.is_some(),
+            ) {
+                return plan;
+            }
+        }
         let keys: Vec<Bytes> = args[range].iter().map(full).collect();
         let owners: Option<Vec<&Namespace>> = keys
             .iter()
@@ -174,6 +189,46 @@ fn unavailable(
         "TRYAGAIN upstream unreachable for {:.1}s ({reason}){ns}",
         down_for.as_secs_f64()
     )
+}
+
+/// A single-key read answered from a fresh (or, degraded, stale) entry.
+fn single_hit(
+    cache: &Arc<Cache>,
+    namespaces: &Namespaces,
+    view: &View<'_>,
+    name: &[u8],
+    args: &[Bytes],
+    key: &Bytes,
+    degraded: bool,
+) -> Option<Plan> {
+    if view.pinned || view.written.contains(key) {
+        return None;
+    }
+    let ns = namespaces.of_key(key)?;
+    let stats = ns.cache.as_ref()?;
+    let stale_ok = degraded && ns.config.degrade == Degrade::ServeStale;
+    let (entry, stale) = match cache.lookup(key, stale_ok) {
+        Lookup::Fresh(e) => (e, false),
+        Lookup::Stale(e) => (e, true),
+        Lookup::Miss => return None,
+    };
+    let mut out = BytesMut::with_capacity(entry.data.reply_len());
+    let answered = match name {
+        b"GET" => entry.data.get(view.proto, &mut out),
+        b"HGETALL" => entry.data.hgetall(view.proto, &mut out),
+        b"HGET" => entry.data.hget(&args[2], view.proto, &mut out),
+        b"HMGET" => entry.data.hmget(&args[2..], view.proto, &mut out),
+        _ => false,
+    };
+    if !answered {
+        return None;
+    }
+    NsStats::count(if stale {
+        &stats.stale_hits
+    } else {
+        &stats.hits
+    });
+    Some(Plan::Answer(out.freeze()))
 }
 
 /// A cached read: answered, or fetched and filled; `None` falls back to the caller.

@@ -141,6 +141,9 @@ pub(super) fn snapshot(cache: &Cache, stats: Vec<Arc<NsStats>>) -> Snapshot {
     }
 }
 
+/// Reads one figure of a namespace.
+type Figure = dyn Fn(&NsFigures) -> u64;
+
 impl Snapshot {
     /// The cache series in the Prometheus text format, appended to `/metrics`.
     pub fn prometheus(&self) -> String {
@@ -152,13 +155,13 @@ impl Snapshot {
                 let _ = writeln!(out, "{name}{labels} {v}");
             }
         };
-        let per_ns = |f: &dyn Fn(&NsFigures) -> u64| -> Vec<(String, u64)> {
+        let per_ns = |f: &Figure| -> Vec<(String, u64)> {
             self.namespaces
                 .iter()
                 .map(|n| (format!("{{namespace=\"{}\"}}", n.name), f(n)))
                 .collect()
         };
-        let counters: [(&str, &str, &dyn Fn(&NsFigures) -> u64); 7] = [
+        let counters: [(&str, &str, &Figure); 7] = [
             ("sidecar_cache_hits_total", "Reads answered from the cache, by namespace", &|n| n.hits),
             ("sidecar_cache_stale_hits_total", "Reads answered from unverified entries while Redis was unreachable (degrade = serve-stale)", &|n| n.stale_hits),
             ("sidecar_cache_misses_total", "Cacheable reads sent to Redis, by namespace", &|n| n.misses),
