@@ -26,8 +26,8 @@ use crate::resp::{put_header, Protocol};
 pub enum Plan {
     /// Not the cache's business.
     Pass,
-    /// Answered from the cache (exact reply bytes).
-    Answer(Bytes),
+    /// Answered from the cache: the exact reply bytes were appended to `out`.
+    Answered,
     /// Redis is unreachable: refuse at once with this `-TRYAGAIN` text.
     Unavailable(String),
     /// Forward, fetch TTLs, fill from the replies.
@@ -69,8 +69,25 @@ pub struct View<'a> {
     pub fail_fast_after: Duration,
 }
 
-/// Decide what the cache does with `args` (as staged by the namespace stage).
-pub fn plan(cache: &Arc<Cache>, namespaces: &Namespaces, view: &View<'_>, args: &[Bytes]) -> Plan {
+/// One cached read being planned.
+struct Read<'a> {
+    cache: &'a Arc<Cache>,
+    view: &'a View<'a>,
+    name: &'a [u8],
+    args: &'a [Bytes],
+    /// Redis is unreachable (stale entries may be served).
+    degraded: bool,
+}
+
+/// Decide what the cache does with `args` (as staged by the namespace stage); a hit's
+/// reply is appended to `out`.
+pub fn plan(
+    cache: &Arc<Cache>,
+    namespaces: &Namespaces,
+    view: &View<'_>,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) -> Plan {
     let mut buf = [0u8; 32];
     let Some(name) = args
         .first()
@@ -103,18 +120,16 @@ pub fn plan(cache: &Arc<Cache>, namespaces: &Namespaces, view: &View<'_>, args: 
         .filter(|d| d.unreachable)
         .map(|d| (d.since.elapsed(), d.reason.clone()));
     if let Some(range) = read {
+        let r = Read {
+            cache,
+            view,
+            name,
+            args,
+            degraded: degraded.is_some(),
+        };
         if range.len() == 1 {
-            // The common case (a session GET / HGETALL hit) allocates only its reply.
-            let key = full(&args[1]);
-            if let Some(plan) = single_hit(
-                cache,
-                namespaces,
-                view,
-                name,
-                args,
-                &key,
-                degraded.is_some(),
-            ) {
+            // The common case (a session GET / HGETALL hit) allocates nothing.
+            if let Some(plan) = single_hit(&r, namespaces, &full(&args[1]), out) {
                 return plan;
             }
         }
@@ -124,9 +139,7 @@ pub fn plan(cache: &Arc<Cache>, namespaces: &Namespaces, view: &View<'_>, args: 
             .map(|k| namespaces.of_key(k).filter(|ns| ns.cache.is_some()))
             .collect();
         if let Some(owners) = owners {
-            if let Some(plan) =
-                read_plan(cache, view, name, args, &keys, &owners, degraded.is_some())
-            {
+            if let Some(plan) = read_plan(&r, &keys, &owners, out) {
                 return plan;
             }
         }
@@ -193,34 +206,34 @@ fn unavailable(
 
 /// A single-key read answered from a fresh (or, degraded, stale) entry.
 fn single_hit(
-    cache: &Arc<Cache>,
+    r: &Read<'_>,
     namespaces: &Namespaces,
-    view: &View<'_>,
-    name: &[u8],
-    args: &[Bytes],
     key: &Bytes,
-    degraded: bool,
+    out: &mut BytesMut,
 ) -> Option<Plan> {
+    let (cache, view, name, args) = (r.cache, r.view, r.name, r.args);
     if view.pinned || view.written.contains(key) {
         return None;
     }
     let ns = namespaces.of_key(key)?;
     let stats = ns.cache.as_ref()?;
-    let stale_ok = degraded && ns.config.degrade == Degrade::ServeStale;
+    let stale_ok = r.degraded && ns.config.degrade == Degrade::ServeStale;
     let (entry, stale) = match cache.lookup(key, stale_ok) {
         Lookup::Fresh(e) => (e, false),
         Lookup::Stale(e) => (e, true),
         Lookup::Miss => return None,
     };
-    let mut out = BytesMut::with_capacity(entry.data.reply_len());
+    let mark = out.len();
+    out.reserve(entry.data.reply_len());
     let answered = match name {
-        b"GET" => entry.data.get(view.proto, &mut out),
-        b"HGETALL" => entry.data.hgetall(view.proto, &mut out),
-        b"HGET" => entry.data.hget(&args[2], view.proto, &mut out),
-        b"HMGET" => entry.data.hmget(&args[2..], view.proto, &mut out),
+        b"GET" => entry.data.get(view.proto, out),
+        b"HGETALL" => entry.data.hgetall(view.proto, out),
+        b"HGET" => entry.data.hget(&args[2], view.proto, out),
+        b"HMGET" => entry.data.hmget(&args[2..], view.proto, out),
         _ => false,
     };
     if !answered {
+        out.truncate(mark);
         return None;
     }
     NsStats::count(if stale {
@@ -228,19 +241,17 @@ fn single_hit(
     } else {
         &stats.hits
     });
-    Some(Plan::Answer(out.freeze()))
+    Some(Plan::Answered)
 }
 
 /// A cached read: answered, or fetched and filled; `None` falls back to the caller.
 fn read_plan(
-    cache: &Arc<Cache>,
-    view: &View<'_>,
-    name: &[u8],
-    args: &[Bytes],
+    r: &Read<'_>,
     keys: &[Bytes],
     owners: &[&Namespace],
-    degraded: bool,
+    out: &mut BytesMut,
 ) -> Option<Plan> {
+    let (cache, view, name, args, degraded) = (r.cache, r.view, r.name, r.args, r.degraded);
     if view.pinned || keys.iter().any(|k| view.written.contains(k)) {
         return Some(Plan::Pass);
     }
@@ -254,8 +265,8 @@ fn read_plan(
         });
     }
     if found.iter().all(Option::is_some) {
-        let mut out = BytesMut::new();
-        if answer_from(name, args, &found, view.proto, &mut out) {
+        let mark = out.len();
+        if answer_from(name, args, &found, view.proto, out) {
             for ((_, stale), ns) in found.iter().flatten().zip(owners) {
                 let stats = ns.cache.as_ref()?;
                 NsStats::count(if *stale {
@@ -264,8 +275,9 @@ fn read_plan(
                     &stats.hits
                 });
             }
-            return Some(Plan::Answer(out.freeze()));
+            return Some(Plan::Answered);
         }
+        out.truncate(mark);
     }
     if degraded {
         return None;

@@ -583,6 +583,10 @@ where
         } else {
             Duration::ZERO
         };
+        // With nothing owed before it, a hit goes straight into the output buffer.
+        let direct = self.slots.is_empty() && self.seg_count == 0;
+        let mut scratch = BytesMut::new();
+        let out = if direct { &mut self.out } else { &mut scratch };
         let ns = self.ns.get_or_insert_with(Box::default);
         let view = cache::plan::View {
             proto: self.conn.proto,
@@ -591,7 +595,7 @@ where
             prefix: extra.prefix.as_ref().map(|p| &p.prefix),
             fail_fast_after,
         };
-        match cache::plan::plan(cache, &live.namespaces, &view, &req.args) {
+        match cache::plan::plan(cache, &live.namespaces, &view, &req.args, out) {
             Plan::Pass => false,
             Plan::Fill(fill) => {
                 extra.fill = Some(fill);
@@ -606,9 +610,11 @@ where
                 extra.inval = keys;
                 false
             }
-            Plan::Answer(bytes) => {
-                self.close_segment().await;
-                self.slots.push_back(Slot::Ready(bytes));
+            Plan::Answered => {
+                if !direct {
+                    self.close_segment().await;
+                    self.slots.push_back(Slot::Ready(scratch.freeze()));
+                }
                 if !extra.follow_ups.is_empty() {
                     // A sliding TTL still reaches Redis; its replies are dropped.
                     for args in &extra.follow_ups {
