@@ -505,3 +505,38 @@ fn metrics_count_hits_misses_fills_and_entries_exactly() {
         "{cache}"
     );
 }
+
+#[test]
+fn a_key_evicted_by_redis_is_dropped_from_the_cache() {
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]);
+    redis.cmd(&["SET", "session:e", "kept-until-evicted"]);
+    let a = Sidecar::start(&config(&redis));
+    wait_live(&a);
+    let mut c = a.conn();
+    assert_reply(
+        &c.cmd_str(&["GET", "session:e"]),
+        &bulk("kept-until-evicted"),
+    );
+    assert_reply(
+        &c.cmd_str(&["GET", "session:e"]),
+        &bulk("kept-until-evicted"),
+    );
+    assert_eq!(counter(&mut c, "cache_hits"), 1, "the entry is cached");
+    let value = "x".repeat(1024);
+    let mut d = redis.conn();
+    let mut i = 0;
+    while redis.cmd(&["EXISTS", "session:e"]) == b":1\r\n" {
+        for _ in 0..200 {
+            i += 1;
+            d.send(&common::encode_str(&[
+                "SET",
+                &format!("filler:{i}"),
+                &value,
+            ]));
+        }
+        d.read_replies(200);
+        assert!(i < 200_000, "session:e never evicted");
+    }
+    eventually("evicted", || c.cmd_str(&["GET", "session:e"]), b"$-1\r\n");
+}
