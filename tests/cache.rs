@@ -540,3 +540,40 @@ fn a_key_evicted_by_redis_is_dropped_from_the_cache() {
     }
     eventually("evicted", || c.cmd_str(&["GET", "session:e"]), b"$-1\r\n");
 }
+
+#[test]
+fn tracking_refused_by_an_acl_leaves_the_data_path_alone() {
+    let redis = RedisServer::start();
+    redis.cmd(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-client|tracking",
+    ]);
+    redis.cmd(&["SET", "session:k", "v"]);
+    let url = format!("redis://app:pw@127.0.0.1:{}", redis.port());
+    let mut toml = config(&redis);
+    toml.url = Some(url);
+    let a = Sidecar::start(&toml);
+    let mut c = a.conn();
+    wait_for("tracking refused", Duration::from_secs(5), || {
+        info(&mut c, "cache_state")
+            .contains("CLIENT TRACKING refused")
+            .then_some(())
+    });
+    let gets = calls(&redis, "get");
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", "session:k"]), &bulk("v"));
+    }
+    assert_eq!(
+        calls(&redis, "get"),
+        gets + 3,
+        "nothing served from an unverified cache"
+    );
+    assert_reply(&c.cmd_str(&["SET", "lock:x", "1"]), b"+OK\r\n");
+}

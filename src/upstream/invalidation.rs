@@ -51,7 +51,7 @@ pub async fn listen(
             }
             continue;
         }
-        let reason = match subscribe(&upstream, &wanted).await {
+        let failed = match subscribe(&upstream, &wanted).await {
             Ok((conn, epoch)) => {
                 cache.verified();
                 info!(
@@ -70,8 +70,19 @@ pub async fn listen(
             }
             Err(e) => e,
         };
-        cache.lost(reason.clone());
-        cache.unreachable(reason.clone());
+        let reason = match failed {
+            Failed::Unreachable(reason) => {
+                cache.lost(reason.clone());
+                cache.unreachable(reason.clone());
+                reason
+            }
+            // Redis answers but refuses tracking (an ACL, say): the data path works, so
+            // nothing is refused because of it; the cache simply serves nothing.
+            Failed::Refused(reason) => {
+                cache.lost(reason.clone());
+                reason
+            }
+        };
         if !logged_down {
             warn!("cache invalidation stream cannot connect ({reason}): degraded mode");
             logged_down = true;
@@ -87,12 +98,26 @@ pub async fn listen(
     }
 }
 
+/// Why the stream could not be set up.
+enum Failed {
+    /// No connection to the primary: Redis is unreachable (degraded mode).
+    Unreachable(String),
+    /// Connected, but the subscription was refused or failed.
+    Refused(String),
+}
+
 /// Connect to the primary and subscribe to invalidations of `prefixes`.
-async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64), String> {
-    let (mut conn, epoch) = upstream
-        .connect_primary(Protocol::Resp3)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64), Failed> {
+    let (mut conn, epoch) =
+        upstream
+            .connect_primary(Protocol::Resp3)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Handshake(_) | UpstreamError::Tls(_) => {
+                    Failed::Refused(e.to_string())
+                }
+                _ => Failed::Unreachable(e.to_string()),
+            })?;
     let mut args = vec![
         Bytes::from_static(b"CLIENT"),
         Bytes::from_static(b"TRACKING"),
@@ -108,16 +133,16 @@ async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64
     conn.write
         .write_all(&out)
         .await
-        .map_err(|e| format!("subscribe: {e}"))?;
+        .map_err(|e| Failed::Refused(format!("subscribe: {e}")))?;
     let reply = tokio::time::timeout(Duration::from_secs(5), next_frame(&mut conn))
         .await
-        .map_err(|_| "CLIENT TRACKING not answered within 5s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| Failed::Refused("CLIENT TRACKING not answered within 5s".into()))?
+        .map_err(|e| Failed::Refused(e.to_string()))?;
     if !reply.starts_with(b"+OK") {
-        return Err(format!(
+        return Err(Failed::Refused(format!(
             "CLIENT TRACKING refused: {}",
             String::from_utf8_lossy(&reply).trim_end()
-        ));
+        )));
     }
     Ok((conn, epoch))
 }
