@@ -779,3 +779,48 @@ fn command_metrics_off_exports_no_command_series() {
         0.0
     );
 }
+
+#[test]
+fn cache_hits_are_counted_as_commands_in_order() {
+    let redis = RedisServer::start();
+    redis.cmd(&["SET", "session:x", "1"]);
+    let sidecar = start(
+        SidecarToml::new(&redis.url())
+            .namespace("name = \"session\"\nprefix = \"session:\"\ncache = true"),
+    );
+    let admin = sidecar.admin_addr();
+    wait_for("the cache stream to be up", FOLLOW_TIMEOUT, || {
+        (scrape(admin).value("sidecar_cache_stream_up", &[]) == 1.0).then_some(())
+    });
+    let mut c = sidecar.conn();
+    // A miss that fills, then hits answered straight into the output buffer...
+    for _ in 0..4 {
+        assert_reply(&c.cmd_str(&["GET", "session:x"]), b"$1\r\n1\r\n");
+    }
+    // ...and hits queued behind a write in one pipeline, then a refusal.
+    let mut pipeline = Vec::new();
+    for args in [
+        &["GET", "session:x"][..],
+        &["SET", "session:y", "2"],
+        &["GET", "session:x"],
+        &["EXISTS", "elsewhere"],
+    ] {
+        pipeline.extend_from_slice(&common::encode_str(args));
+    }
+    c.send(&pipeline);
+    let replies = c.read_replies(4);
+    assert_reply(&replies[0], b"$1\r\n1\r\n");
+    assert_reply(&replies[1], b"+OK\r\n");
+    assert_reply(&replies[2], b"$1\r\n1\r\n");
+    assert!(replies[3].starts_with(b"-NOPERM"), "{}", show(&replies[3]));
+    let s = scrape(admin);
+    assert!(
+        s.value("sidecar_cache_hits_total", &[("namespace", "session")]) >= 4.0,
+        "the hits went through the cache"
+    );
+    assert_eq!(commands(&s, "GET", "ok"), 6.0);
+    assert_eq!(duration_count(&s, "GET"), 6.0);
+    assert_eq!(commands(&s, "SET", "ok"), 1.0);
+    assert_eq!(commands(&s, "EXISTS", "refused"), 1.0);
+    assert_eq!(commands(&s, "EXISTS", "ok"), 0.0);
+}

@@ -1111,3 +1111,57 @@ fn a_lying_sentinel_listed_first_never_gets_writes_onto_the_replica() {
         "cmdstat_set on the replica: {set}"
     );
 }
+
+/// The cache's invalidation stream follows the primary: a failover ends the
+/// generation (nothing cached before it is served as fresh), and the stream is
+/// resubscribed on the new primary, whose writes invalidate again.
+#[test]
+fn a_failover_unverifies_the_cache_and_its_stream_follows_the_new_primary() {
+    let cluster = SentinelCluster::start("fo-cache");
+    let old = &cluster.nodes[0];
+    let new = &cluster.nodes[1];
+    old.cmd(&["SET", "session:s", "before"]);
+    let toml = sentinel_toml(&cluster.name, &cluster.sentinel_ports(), "5s")
+        .namespace("name = \"session\"\nprefix = \"session:\"\ncache = true");
+    let sidecar = Sidecar::start(&toml);
+    let mut c = sidecar.conn();
+    let field = |c: &mut common::RawConn, name: &str| -> String {
+        let info = text(&c.cmd_str(&["INFO", "sidecar"]));
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or("")
+            .to_string()
+    };
+    wait_for("cache live", Duration::from_secs(10), || {
+        (field(&mut c, "cache_state") == "live").then_some(())
+    });
+    assert_reply(&c.cmd_str(&["GET", "session:s"]), b"$6\r\nbefore\r\n");
+    assert_reply(&c.cmd_str(&["GET", "session:s"]), b"$6\r\nbefore\r\n");
+    assert_eq!(field(&mut c, "cache_hits"), "1");
+
+    cluster.failover();
+    cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
+    wait_for("stream lost", FAILOVER_TIMEOUT, || {
+        (field(&mut c, "cache_streams_lost") != "0").then_some(())
+    });
+    wait_for("cache live on the new primary", FAILOVER_TIMEOUT, || {
+        (field(&mut c, "cache_state") == "live").then_some(())
+    });
+    assert_eq!(
+        field(&mut c, "cache_entries"),
+        "0",
+        "emptied by the failover"
+    );
+    // The new primary's writes reach this sidecar's cache.
+    let read = |c: &mut common::RawConn| c.cmd_str(&["GET", "session:s"]);
+    wait_for("reads served again", FAILOVER_TIMEOUT, || {
+        (read(&mut c) == b"$6\r\nbefore\r\n").then_some(())
+    });
+    assert_reply(&read(&mut c), b"$6\r\nbefore\r\n");
+    assert_reply(&new.cmd(&["SET", "session:s", "after"]), b"+OK\r\n");
+    wait_for(
+        "invalidation from the new primary",
+        Duration::from_secs(2),
+        || (read(&mut c) == b"$5\r\nafter\r\n").then_some(()),
+    );
+}

@@ -134,7 +134,11 @@ pub(crate) fn scrape(ctx: &Ctx) -> String {
     m.failovers.absolute(up.discovery().failovers());
     m.unmatched_keys_allowed
         .absolute(ctx.unmatched.load(std::sync::atomic::Ordering::Relaxed));
-    m.render()
+    let mut text = m.render();
+    if let Some(cache) = &ctx.cache {
+        text.push_str(&cache.snapshot().prometheus());
+    }
+    text
 }
 
 #[cfg(test)]

@@ -9,7 +9,11 @@ pub mod reply;
 mod touch;
 pub mod ttl;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
+
+use crate::cache::{Cache, NsStats};
 
 use crate::config::NamespaceConfig;
 
@@ -20,6 +24,8 @@ pub struct Namespace {
     /// `prefix` with glob metacharacters escaped, to start a `MATCH` / `KEYS` pattern.
     pub prefix_glob: Bytes,
     pub config: NamespaceConfig,
+    /// Cache counters, set when this namespace is cached (`cache = true` and the cache on).
+    pub cache: Option<Arc<NsStats>>,
 }
 
 impl Namespace {
@@ -29,6 +35,7 @@ impl Namespace {
             prefix_glob: glob_escape(&prefix),
             prefix,
             config,
+            cache: None,
         }
     }
 
@@ -77,6 +84,8 @@ pub struct Namespaces {
     list: Vec<Namespace>,
     /// Some namespace has a TTL rule (default, max, required or sliding).
     ttl_rules: bool,
+    /// Some namespace is served from the local cache.
+    cached: bool,
 }
 
 impl Namespaces {
@@ -84,8 +93,31 @@ impl Namespaces {
         let list: Vec<Namespace> = configs.iter().cloned().map(Namespace::new).collect();
         Namespaces {
             ttl_rules: list.iter().any(Namespace::has_ttl_rules),
+            cached: false,
             list,
         }
+    }
+
+    /// Serve the namespaces with `cache = true` from `cache`.
+    pub fn attach_cache(&mut self, cache: &Cache) {
+        for ns in self.list.iter_mut().filter(|ns| ns.config.cache) {
+            ns.cache = Some(cache.stats_for(&ns.config.name));
+            self.cached = true;
+        }
+    }
+
+    /// True when some namespace is served from the local cache.
+    pub fn any_cached(&self) -> bool {
+        self.cached
+    }
+
+    /// The prefixes of the cached namespaces (what the invalidation stream subscribes to).
+    pub fn cached_prefixes(&self) -> Vec<Bytes> {
+        self.list
+            .iter()
+            .filter(|ns| ns.cache.is_some())
+            .map(|ns| ns.prefix.clone())
+            .collect()
     }
 
     /// True when some namespace has a TTL rule (so requests need a TTL plan).

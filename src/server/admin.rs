@@ -16,6 +16,9 @@ const HELP: &[&str] = &[
     "SIDECAR <subcommand> [<arg> ...]. Subcommands are:",
     "STATS",
     "    The sidecar's counters and gauges (the /metrics figures, without histograms).",
+    "CACHE",
+    "    The local cache: state of the invalidation stream, entries, bytes, hits, misses,",
+    "    fills, invalidations, evictions, in total and per cached namespace.",
     "UPSTREAM",
     "    Upstream mode, the verified primary, failovers, connections.",
     "CONFIG",
@@ -27,7 +30,7 @@ const HELP: &[&str] = &[
     "    Delete every key of one namespace (SCAN MATCH prefix* + UNLINK in batches; Redis",
     "    is never blocked). Answers the number of keys removed, or with DRYRUN that would be.",
     "RELOAD",
-    "    Read the config file again and apply namespaces, policy, limits and log level",
+    "    Read the config file again and apply namespaces, policy, limits, cache size and log level",
     "    (as SIGHUP does); settings that need a restart are named, a bad file is refused.",
     "HELP",
     "    Print this help.",
@@ -46,6 +49,12 @@ where
         match sub.as_str() {
             "HELP" => Reply::Array(HELP.iter().map(|l| Reply::simple(l)).collect()),
             "NAMESPACES" => self.namespaces_report(),
+            "CACHE" => lines(
+                super::info::cache_lines(self.ctx())
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect(),
+            ),
             "STATS" => lines(stats(&crate::admin::scrape(self.ctx()))),
             "UPSTREAM" => lines(
                 super::info::section(self.ctx())
@@ -125,6 +134,9 @@ where
         match scoped::delete_prefixes(&self.ctx().upstream, &[prefix], dry_run).await {
             Ok(n) => {
                 if !dry_run {
+                    if let Some(cache) = &self.ctx().cache {
+                        cache.flush();
+                    }
                     let metrics = &self.ctx().metrics;
                     metrics.flush(FlushKind::SidecarFlush).increment(1);
                     metrics.flush_keys_removed.increment(n);

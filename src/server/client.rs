@@ -11,7 +11,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -24,7 +24,8 @@ use super::info;
 use super::keyspace::{self, ClientView, Op, Prefix, ReplyFix, StageCtx, Staged};
 use super::scoped;
 use super::session::Session;
-use super::Ctx;
+use super::{Ctx, Live};
+use crate::cache::{self, plan::Plan, Cache};
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
 use crate::metrics::{Ledger, RefusalRule};
@@ -77,10 +78,13 @@ enum Slot {
         sent: Bytes,
         epoch: u64,
         fix: Option<Box<SlotFix>>,
+        /// Cached keys these commands write: invalidated again once the replies are in.
+        inval: Vec<Bytes>,
     },
     Pinned {
         count: usize,
         fix: Option<Box<SlotFix>>,
+        inval: Vec<Bytes>,
     },
     /// Read and drop `count` replies, answer `reply` instead (EXEC after a refusal in MULTI).
     PinnedReplaced {
@@ -95,6 +99,8 @@ enum Slot {
 pub(super) struct SlotFix {
     keep: usize,
     fix: Option<Fix>,
+    /// A cached read: its replies (and the TTLs fetched after it) fill the cache.
+    fill: Option<Box<cache::plan::Fill>>,
 }
 
 /// A reply rewrite for a mapped-db client.
@@ -127,11 +133,15 @@ struct Extra {
     follow_ups: Vec<Vec<Bytes>>,
     /// Keys to prefix as the command is written out.
     prefix: Option<Prefix>,
+    /// A cached read to fill from the reply.
+    fill: Option<Box<cache::plan::Fill>>,
+    /// Cached keys the command writes.
+    inval: Vec<Bytes>,
 }
 
 impl Extra {
     fn is_plain(&self) -> bool {
-        self.fix.is_none() && self.follow_ups.is_empty()
+        self.fix.is_none() && self.follow_ups.is_empty() && self.fill.is_none()
     }
 }
 
@@ -188,6 +198,13 @@ struct NsClient {
     mapped_db: u32,
     /// Reused for each request's key positions.
     key_scratch: Vec<KeyArg>,
+    /// Cached keys written by commands whose replies are not read yet: never served
+    /// from the cache meanwhile (a client reads its own writes).
+    written: Vec<Bytes>,
+    /// Cached keys written by the open shared segment.
+    seg_inval: Vec<Bytes>,
+    /// Cached keys written by commands queued in MULTI (invalidated on EXEC's reply).
+    tx_inval: Vec<Bytes>,
 }
 
 impl<R, W> Client<R, W>
@@ -461,6 +478,7 @@ where
                         fix: fix.map(Fix::Strip),
                         follow_ups,
                         prefix,
+                        ..Extra::default()
                     };
                     if !channels.is_empty() {
                         ns.mapped_db = ns.db;
@@ -494,6 +512,13 @@ where
                     return Ok(());
                 }
             }
+            if let Some(cache) = self.ctx.cache.clone() {
+                if live.namespaces.any_cached()
+                    && self.cache_stage(&cache, &live, &req, &mut extra).await
+                {
+                    return Ok(());
+                }
+            }
         }
         if !self.session.multi
             && req.name().eq_ignore_ascii_case(b"INFO")
@@ -510,17 +535,33 @@ where
             if extra.is_plain() {
                 self.push_seg(&req, extra.prefix.as_ref());
                 self.seg_count += 1;
+                self.note_seg_inval(&mut extra.inval);
             } else {
-                // A rewritten reply or dropped follow-ups: the command gets a job of its own.
+                // A rewritten reply, a cache fill or dropped follow-ups: the command gets
+                // a job of its own.
                 self.close_segment().await;
-                self.push_seg(&req, extra.prefix.as_ref());
-                for args in &extra.follow_ups {
+                let mut follow_ups = Vec::new();
+                match extra.fill.as_ref() {
+                    Some(fill) => {
+                        match &fill.replace {
+                            // Keys as Redis names them: no mapped prefix to add.
+                            Some(args) => encode_command(args, &mut self.seg),
+                            None => self.push_seg(&req, extra.prefix.as_ref()),
+                        }
+                        follow_ups = fill.follow_ups();
+                    }
+                    None => self.push_seg(&req, extra.prefix.as_ref()),
+                }
+                follow_ups.append(&mut extra.follow_ups);
+                for args in &follow_ups {
                     encode_command(args, &mut self.seg);
                 }
-                self.seg_count = 1 + extra.follow_ups.len();
+                self.seg_count = 1 + follow_ups.len();
+                self.note_seg_inval(&mut extra.inval);
                 let fix = SlotFix {
                     keep: 1,
                     fix: extra.fix,
+                    fill: extra.fill,
                 };
                 self.close_segment_with(Some(Box::new(fix))).await;
             }
@@ -531,6 +572,97 @@ where
             None => req,
         };
         self.send_pinned(req, pin, extra).await
+    }
+
+    /// The cache stage: answer a read from the cache, plan its fill, note a write, or
+    /// refuse at once while Redis is unreachable. True when the request was answered.
+    async fn cache_stage(
+        &mut self,
+        cache: &Arc<Cache>,
+        live: &Live,
+        req: &Request,
+        extra: &mut Extra,
+    ) -> bool {
+        let fail_fast_after = if self.ctx.upstream.is_sentinel() {
+            self.ctx.config.upstream.failover_wait
+        } else {
+            Duration::ZERO
+        };
+        // With nothing owed before it, a hit goes straight into the output buffer.
+        let direct = self.slots.is_empty() && self.seg_count == 0;
+        let written_before = self.out.len();
+        let mut scratch = BytesMut::new();
+        let out = if direct { &mut self.out } else { &mut scratch };
+        let ns = self.ns.get_or_insert_with(Box::default);
+        let view = cache::plan::View {
+            proto: self.conn.proto,
+            written: &ns.written,
+            pinned: self.pinned.is_some() || self.session.multi,
+            prefix: extra.prefix.as_ref().map(|p| &p.prefix),
+            fail_fast_after,
+        };
+        match cache::plan::plan(cache, &live.namespaces, &view, &req.args, out) {
+            Plan::Pass => false,
+            Plan::Fill(fill) => {
+                extra.fill = Some(fill);
+                false
+            }
+            Plan::Write(keys) => {
+                // Before it is sent, so no later read of this client can hit the old value.
+                cache.invalidate(&keys);
+                if let Some(ns) = self.ns.as_mut() {
+                    ns.written.extend(keys.iter().cloned());
+                }
+                extra.inval = keys;
+                false
+            }
+            Plan::Answered => {
+                if direct {
+                    // No slot for this reply: it is counted here, in command order.
+                    let hit = self.out.get(written_before..).unwrap_or_default();
+                    self.ledger.ready(&self.ctx.metrics, hit);
+                } else {
+                    self.close_segment().await;
+                    self.slots.push_back(Slot::Ready(scratch.freeze()));
+                }
+                if !extra.follow_ups.is_empty() {
+                    // A sliding TTL still reaches Redis; its replies are dropped.
+                    for args in &extra.follow_ups {
+                        encode_command(args, &mut self.seg);
+                    }
+                    self.seg_count = extra.follow_ups.len();
+                    let fix = SlotFix {
+                        keep: 0,
+                        fix: None,
+                        fill: None,
+                    };
+                    self.close_segment_with(Some(Box::new(fix))).await;
+                }
+                true
+            }
+            Plan::Unavailable(text) => {
+                self.close_segment().await;
+                if self.session.multi {
+                    self.session.multi_refused = true;
+                }
+                self.ready(Reply::error(text));
+                true
+            }
+        }
+    }
+
+    /// Cached keys the command just added to the open segment writes.
+    fn note_seg_inval(&mut self, keys: &mut Vec<Bytes>) {
+        if let (Some(ns), false) = (self.ns.as_mut(), keys.is_empty()) {
+            ns.seg_inval.append(keys);
+        }
+    }
+
+    /// Drop cached keys a write changed (its reply is in).
+    fn invalidate(&self, keys: &[Bytes]) {
+        if let (Some(cache), false) = (&self.ctx.cache, keys.is_empty()) {
+            cache.invalidate(keys);
+        }
     }
 
     /// Append a command to the open shared segment, prefixing its keys on the way.
@@ -601,6 +733,16 @@ where
                 _ => {}
             }
         }
+        let mut inval = extra.inval;
+        if let Some(ns) = self.ns.as_mut() {
+            match pin {
+                Some(Pin::Multi) | Some(Pin::Discard) => ns.tx_inval.clear(),
+                // The queued writes run now: invalidate their keys once EXEC is answered.
+                Some(Pin::Exec) => inval.append(&mut ns.tx_inval),
+                _ if queued => ns.tx_inval.append(&mut inval),
+                _ => {}
+            }
+        }
         let keep = self.session.sent(&req.args, pin);
         self.pinned_out.extend_from_slice(&req.raw);
         let mut count = keep;
@@ -608,8 +750,14 @@ where
             count += self.session.sent(args, None);
             encode_command(args, &mut self.pinned_out);
         }
-        let fix = (fix.is_some() || count != keep).then(|| Box::new(SlotFix { keep, fix }));
-        self.slots.push_back(Slot::Pinned { count, fix });
+        let fix = (fix.is_some() || count != keep).then(|| {
+            Box::new(SlotFix {
+                keep,
+                fix,
+                fill: None,
+            })
+        });
+        self.slots.push_back(Slot::Pinned { count, fix, inval });
         Ok(())
     }
 
@@ -632,6 +780,9 @@ where
             Op::Flush { prefixes, kind } => scoped::delete_prefixes(up, &prefixes, false)
                 .await
                 .map(|removed| {
+                    if let Some(cache) = &self.ctx.cache {
+                        cache.flush();
+                    }
                     let metrics = &self.ctx.metrics;
                     metrics.flush(kind).increment(1);
                     metrics.flush_keys_removed.increment(removed);
@@ -664,6 +815,11 @@ where
             (Bytes::new(), 0)
         };
         let count = std::mem::take(&mut self.seg_count);
+        let inval = self
+            .ns
+            .as_mut()
+            .map(|ns| std::mem::take(&mut ns.seg_inval))
+            .unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         let job = Job {
             bytes,
@@ -686,6 +842,7 @@ where
             sent,
             epoch,
             fix,
+            inval,
         });
     }
 
@@ -718,6 +875,7 @@ where
                     sent,
                     epoch,
                     fix,
+                    inval,
                 } => {
                     let mut batch = tokio::select! {
                         // The reply is usually ready: check it before arming the other branches.
@@ -735,7 +893,16 @@ where
                     if let Some(fix) = fix {
                         // Rewrite the kept replies, drop the follow-ups' replies.
                         let frames = split_frames(&batch.bytes);
-                        for frame in frames.iter().take(fix.keep) {
+                        let filled = fix
+                            .fill
+                            .as_ref()
+                            .filter(|_| batch.got == count)
+                            .and_then(|fill| fill.complete(&frames, self.conn.proto));
+                        for (i, frame) in frames.iter().take(fix.keep).enumerate() {
+                            let frame = match &filled {
+                                Some(composed) if i == 0 => composed,
+                                _ => frame,
+                            };
                             match &fix.fix {
                                 Some(f) => self.out.extend_from_slice(&f.apply(frame)),
                                 None => self.out.extend_from_slice(frame),
@@ -753,10 +920,12 @@ where
                             self.out.extend_from_slice(&reply);
                         }
                     }
+                    self.invalidate(&inval);
                 }
-                Slot::Pinned { count, fix } => {
+                Slot::Pinned { count, fix, inval } => {
                     self.read_pinned(count, None, fix).await?;
                     self.ledger.pinned();
+                    self.invalidate(&inval);
                 }
                 Slot::PinnedReplaced { count, reply } => {
                     self.ledger.replaced(&reply);
@@ -769,6 +938,10 @@ where
         }
         self.ledger.queued(&self.ctx.metrics);
         self.write_out().await?;
+        // Every write sent so far is answered.
+        if let Some(ns) = self.ns.as_mut() {
+            ns.written.clear();
+        }
         self.maybe_release();
         Ok(())
     }
@@ -842,7 +1015,11 @@ where
         let reply = Reply::error(err.reply_text()).to_bytes(self.conn.proto);
         for slot in self.slots.iter_mut() {
             match slot {
-                Slot::Pinned { count, fix } => {
+                Slot::Pinned { count, fix, inval } => {
+                    // The writes may have run: their keys are invalidated all the same.
+                    if let Some(cache) = &self.ctx.cache {
+                        cache.invalidate(inval);
+                    }
                     let owed = fix.as_ref().map_or(*count, |f| f.keep);
                     let mut bytes = BytesMut::new();
                     for _ in 0..owed {

@@ -75,6 +75,9 @@ pub(super) fn section(ctx: &Ctx) -> String {
         "unmatched_keys_allowed",
         &ctx.unmatched.load(Ordering::Relaxed),
     );
+    for (key, value) in cache_lines(ctx) {
+        line(&key, &value);
+    }
     let warnings = ctx
         .advisories
         .lock()
@@ -85,6 +88,63 @@ pub(super) fn section(ctx: &Ctx) -> String {
         line(&format!("warning_{i}"), &text.replace(['\r', '\n'], " "));
     }
     s
+}
+
+/// The cache's figures as `key:value` pairs (`INFO sidecar`, `SIDECAR CACHE`).
+pub(super) fn cache_lines(ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(cache) = &ctx.cache else {
+        return vec![("cache_enabled".into(), "0".into())];
+    };
+    let snap = cache.snapshot();
+    let total = snap.total();
+    let state = match &snap.down {
+        None if snap.live => "live".to_string(),
+        None => "down".to_string(),
+        Some(d) => format!(
+            "{} for {}ms ({})",
+            if d.unreachable { "unreachable" } else { "down" },
+            d.since.elapsed().as_millis(),
+            d.reason.replace(['\r', '\n'], " ")
+        ),
+    };
+    let mut out = vec![
+        ("cache_enabled".to_string(), "1".to_string()),
+        ("cache_state".into(), state),
+        ("cache_entries".into(), snap.entries.to_string()),
+        ("cache_bytes".into(), snap.bytes.to_string()),
+        ("cache_max_bytes".into(), snap.max_bytes.to_string()),
+        ("cache_hits".into(), total.hits.to_string()),
+        ("cache_stale_hits".into(), total.stale_hits.to_string()),
+        ("cache_misses".into(), total.misses.to_string()),
+        ("cache_hit_rate".into(), format!("{:.4}", total.hit_rate())),
+        ("cache_fills".into(), total.fills.to_string()),
+        (
+            "cache_fills_discarded".into(),
+            total.fills_discarded.to_string(),
+        ),
+        (
+            "cache_invalidations".into(),
+            total.invalidations.to_string(),
+        ),
+        ("cache_evictions".into(), total.evictions.to_string()),
+        ("cache_flushes".into(), snap.flushes_total.to_string()),
+        (
+            "cache_streams_verified".into(),
+            snap.verified_total.to_string(),
+        ),
+        ("cache_streams_lost".into(), snap.lost_total.to_string()),
+    ];
+    for n in &snap.namespaces {
+        out.push((
+            format!("cache_ns_{}", n.name),
+            format!(
+                "entries={},bytes={},hits={},stale_hits={},misses={},hit_rate={:.4},fills={},fills_discarded={},invalidations={},evictions={}",
+                n.entries, n.bytes, n.hits, n.stale_hits, n.misses, n.hit_rate(), n.fills,
+                n.fills_discarded, n.invalidations, n.evictions
+            ),
+        ));
+    }
+    out
 }
 
 /// `INFO` sections that include the sidecar's: none given, `default`, `all`, `everything`.

@@ -25,6 +25,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::cache::Cache;
+use crate::upstream::invalidation;
 
 use crate::config::Config;
 use crate::metrics::{ErrorKind, Metrics};
@@ -53,10 +58,14 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(config: Config) -> Live {
+    fn new(config: Config, cache: Option<&Cache>) -> Live {
+        let mut namespaces = Namespaces::new(&config.namespaces);
+        if let Some(cache) = cache {
+            namespaces.attach_cache(cache);
+        }
         Live {
             policy: Policy::new(&config.policy.deny_commands),
-            namespaces: Namespaces::new(&config.namespaces),
+            namespaces,
             config,
         }
     }
@@ -85,6 +94,10 @@ pub struct Ctx {
     pub started: std::time::Instant,
     /// This instance's metrics registry (`/metrics`), shared with the upstream.
     pub metrics: Arc<Metrics>,
+    /// The local read cache (`cache.enabled`); serves namespaces with `cache = true`.
+    pub cache: Option<Arc<Cache>>,
+    /// The cached namespaces' prefixes, for the invalidation listener (reloads send).
+    cache_prefixes: watch::Sender<Vec<Bytes>>,
     clients: AtomicUsize,
     next_id: AtomicU64,
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
@@ -96,8 +109,16 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Config, upstream: Upstream) -> Ctx {
+        let c = &config.cache;
+        let cache = c
+            .enabled
+            .then(|| Arc::new(Cache::new(c.max_bytes, c.max_ttl, c.stale_if_error)));
+        let live = Live::new(config.clone(), cache.as_deref());
+        let (cache_prefixes, _) = watch::channel(live.namespaces.cached_prefixes());
         Ctx {
-            live: ArcSwap::from_pointee(Live::new(config.clone())),
+            live: ArcSwap::from_pointee(live),
+            cache,
+            cache_prefixes,
             config,
             source: None,
             log_reload: None,
@@ -156,8 +177,24 @@ impl Ctx {
         if let Some(apply) = &self.log_reload {
             apply(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
         }
-        self.live.store(Arc::new(Live::new(new)));
-        let mut report = String::from("applied namespaces, policy, client limits and log level");
+        let live = Live::new(new, self.cache.as_deref());
+        let mut report =
+            String::from("applied namespaces, policy, client limits, cache size and log level");
+        if let Some(cache) = &self.cache {
+            if live.config.cache.max_bytes != self.live().config.cache.max_bytes {
+                cache.set_max_bytes(live.config.cache.max_bytes);
+            }
+            let prefixes = live.namespaces.cached_prefixes();
+            // A changed set resubscribes the invalidation stream (and empties the cache).
+            self.cache_prefixes.send_if_modified(|old| {
+                let changed = *old != prefixes;
+                if changed {
+                    *old = prefixes;
+                }
+                changed
+            });
+        }
+        self.live.store(Arc::new(live));
         if !restart.is_empty() {
             report.push_str(&format!(
                 "; these changed but need a restart and were NOT applied: {}",
@@ -214,8 +251,15 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.upstream != new.upstream {
         changed.push("upstream");
     }
-    if old.cache != new.cache {
-        changed.push("cache");
+    let (o, n) = (&old.cache, &new.cache);
+    if o.enabled != n.enabled {
+        changed.push("cache.enabled");
+    }
+    if o.max_ttl != n.max_ttl {
+        changed.push("cache.max_ttl");
+    }
+    if o.stale_if_error != n.stale_if_error {
+        changed.push("cache.stale_if_error");
     }
     changed
 }
@@ -233,6 +277,14 @@ impl Drop for ClientSlot {
 pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
+    if let Some(cache) = &ctx.cache {
+        tokio::spawn(invalidation::listen(
+            ctx.upstream.clone(),
+            cache.clone(),
+            ctx.cache_prefixes.subscribe(),
+            shutdown.clone(),
+        ));
+    }
     let Listeners { tcp, unix, .. } = listeners;
     loop {
         let unix_accept = async {

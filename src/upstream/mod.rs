@@ -7,6 +7,7 @@
 //! (Sentinel) plugs in here: connectors are built from the current address.
 
 mod connect;
+pub mod invalidation;
 mod pinned;
 pub mod sentinel;
 mod shared;
@@ -19,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use connect::{Connector, ServerHello, MAX_REPLY_DEPTH};
+pub use connect::{Conn, Connector, ServerHello, MAX_REPLY_DEPTH};
 pub use pinned::{retired, PinnedConn};
 pub use shared::{Batch, Job, SharedConn};
 
@@ -276,6 +277,15 @@ impl Upstream {
         let mut pinned = PinnedConn::new(conn, proto, Some(permit), epoch, upstream_id);
         pinned.metrics = Some(self.inner.metrics.clone());
         Ok(pinned)
+    }
+
+    /// A connection of the sidecar's own to the verified primary (waiting up to
+    /// `upstream.failover_wait` for one), and that primary's epoch.
+    pub async fn connect_primary(&self, proto: Protocol) -> Result<(Conn, u64), UpstreamError> {
+        let (endpoint, epoch) = self.primary().await?;
+        let connected = self.inner.connector.connect_to(&endpoint, proto).await;
+        let (conn, _) = connected.inspect_err(|_| self.inner.discovery.resolve_now())?;
+        Ok((conn, epoch))
     }
 
     /// The verified primary and its epoch, waiting up to `upstream.failover_wait`.

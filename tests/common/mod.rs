@@ -438,6 +438,7 @@ pub struct SidecarToml {
     pub admin: bool,
     /// Further lines of the `[admin]` table.
     pub admin_lines: Vec<String>,
+    pub cache: Vec<String>,
 }
 
 impl SidecarToml {
@@ -484,6 +485,12 @@ impl SidecarToml {
         self
     }
 
+    /// Add a line to the `[cache]` section.
+    pub fn cache(mut self, line: &str) -> Self {
+        self.cache.push(line.to_string());
+        self
+    }
+
     /// Add a `[[namespace]]` table (its lines, newline-separated).
     pub fn namespace(mut self, body: &str) -> Self {
         self.namespaces.push(body.to_string());
@@ -510,6 +517,13 @@ impl SidecarToml {
         for l in &self.upstream {
             s.push_str(l);
             s.push('\n');
+        }
+        if !self.cache.is_empty() {
+            s.push_str("\n[cache]\n");
+            for l in &self.cache {
+                s.push_str(l);
+                s.push('\n');
+            }
         }
         s.push_str("\n[policy]\n");
         for l in &self.policy {

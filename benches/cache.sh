@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The local cache, measured side by side on this machine (a benchmark, not a test):
+#
+# 1. cached GET through the sidecar vs GET on Redis directly (redis-benchmark,
+#    50 clients, -P 1 and -P 16, 10k keys of 256 bytes that fit the cache),
+#    interleaved for ROUNDS rounds; medians and the ratio sidecar/direct;
+# 2. a session workload over 10k keys with two sidecars: 90% reads / 10% writes,
+#    reads and writes through both sidecars at once; upstream GETs (Redis's
+#    commandstats) as a share of client reads, for keys read through both
+#    sidecars ("shared") and for keys each read through one ("sticky");
+# 3. memory: a sidecar with cache.max_bytes = 32MiB churning through 200k keys
+#    of 1 KiB (6x what fits); its RSS before and after;
+# 4. what BCAST costs Redis: SET throughput directly on Redis with 0 and with 8
+#    sidecars subscribed to the written prefix;
+# 5. the staleness checker of tests/cache.rs for STALENESS_SECS (default 60).
+#
+# Environment (optional): ROUNDS=5, REQUESTS=200000, SKIP_BUILD=1,
+# STALENESS_SECS=60 (0 skips step 5), SIDECAR_BIN.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS="${ROUNDS:-5}"
+REQUESTS="${REQUESTS:-200000}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+STALENESS_SECS="${STALENESS_SECS:-60}"
+SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
+READY_TIMEOUT=10
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-cache.XXXXXX")"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf '[cache-bench] %s\n' "$*" >&2; }
+
+# shellcheck source=../scripts/lib/topology.sh
+source "$ROOT/scripts/lib/topology.sh"
+
+if [ "$SKIP_BUILD" != 1 ]; then
+    log "building the release binary"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+fi
+
+# start_sidecar NAME PORT REDIS_PORT MAX_BYTES; sets SIDECAR_PID.
+start_sidecar() {
+    local name="$1" port="$2" redis_port="$3" max_bytes="$4"
+    cat >"$WORK/$name.toml" <<EOF
+[server]
+max_clients = 20000
+
+[cache]
+max_bytes = "$max_bytes"
+
+[policy]
+deny_commands = []
+
+[[namespace]]
+name = "session"
+prefix = "key:"
+cache = true
+degrade = "serve-stale"
+EOF
+    "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" \
+        --upstream "redis://127.0.0.1:$redis_port" --admin "" >"$WORK/$name.log" 2>&1 &
+    SIDECAR_PID="$!"
+    PIDS+=("$SIDECAR_PID")
+    wait_ready "$name" "$SIDECAR_PID" "$port" "$WORK/$name.log"
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until redis-cli -p "$port" INFO sidecar | grep -q '^cache_state:live'; do
+        [ "$SECONDS" -lt "$deadline" ] || { log "$name: cache never live"; exit 1; }
+        sleep 0.05
+    done
+}
+
+# rps PORT ARGS...: requests per second of one redis-benchmark run.
+rps() {
+    local port="$1"
+    shift
+    redis-benchmark -p "$port" -q "$@" | tr '\r' '\n' | awk '/requests per second/ {print $2}' | tail -n 1
+}
+
+median() { python3 -c 'import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))' "$@"; }
+
+get_calls() {
+    redis-cli -p "$1" INFO commandstats | tr -d '\r' |
+        awk -F'[=,:]' '$1 == "cmdstat_get" {print $3}' | grep . || echo 0
+}
+
+read -r REDIS_PORT A_PORT B_PORT C_PORT <<<"$(free_ports 4)"
+start_redis redis "$REDIS_PORT"
+log "loading 10k keys of 256 bytes"
+redis-benchmark -p "$REDIS_PORT" -q -t set -r 10000 -n 100000 -d 256 -P 16 >/dev/null
+start_sidecar sidecar-a "$A_PORT" "$REDIS_PORT" 64MiB
+start_sidecar sidecar-b "$B_PORT" "$REDIS_PORT" 64MiB
+redis-benchmark -p "$A_PORT" -q -t get -r 10000 -n 100000 -P 16 >/dev/null
+
+echo "## 1. Cached GET vs Redis directly (50 clients, 10k keys, 256 bytes, $ROUNDS rounds, medians)"
+echo
+echo "| -P | direct rps | sidecar (cached) rps | sidecar/direct |"
+echo "|---|---|---|---|"
+for depth in 1 16; do
+    direct=()
+    sidecar=()
+    for _ in $(seq "$ROUNDS"); do
+        direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$REQUESTS" -P "$depth")")
+        sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$REQUESTS" -P "$depth")")
+    done
+    d="$(median "${direct[@]}")"
+    s="$(median "${sidecar[@]}")"
+    echo "| $depth | $d | $s | $(python3 -c "print(f'{$s/$d:.2f}x')") |"
+done
+echo
+
+echo "## 2. Session workload, two sidecars, 90% reads / 10% writes over 10k keys"
+echo
+echo "| keys | client reads | upstream GETs | upstream/client |"
+echo "|---|---|---|---|"
+workload() {
+    local label="$1" key_a="$2" key_b="$3" range="$4"
+    local before after reads=$((4 * 90000))
+    before="$(get_calls "$REDIS_PORT")"
+    redis-benchmark -p "$A_PORT" -q -c 12 -r "$range" -n 90000 GET "$key_a" >/dev/null &
+    local p1=$!
+    redis-benchmark -p "$B_PORT" -q -c 12 -r "$range" -n 90000 GET "$key_b" >/dev/null &
+    local p2=$!
+    redis-benchmark -p "$A_PORT" -q -c 12 -r "$range" -n 90000 GET "$key_a" >/dev/null &
+    local p3=$!
+    redis-benchmark -p "$B_PORT" -q -c 12 -r "$range" -n 90000 GET "$key_b" >/dev/null &
+    local p4=$!
+    redis-benchmark -p "$A_PORT" -q -c 4 -r "$range" -n 20000 SET "$key_a" v >/dev/null &
+    local p5=$!
+    redis-benchmark -p "$B_PORT" -q -c 4 -r "$range" -n 20000 SET "$key_b" v >/dev/null
+    wait "$p1" "$p2" "$p3" "$p4" "$p5"
+    after="$(get_calls "$REDIS_PORT")"
+    local up=$((after - before))
+    echo "| $label | $reads | $up | $(python3 -c "print(f'{$up/$reads:.1%}')") |"
+}
+workload "shared: every key read through both sidecars" 'key:s:__rand_int__' 'key:s:__rand_int__' 10000
+workload "sticky: each key read through one sidecar" 'key:a:__rand_int__' 'key:b:__rand_int__' 5000
+echo
+
+echo "## 3. Memory while the cache is full and churning (cache.max_bytes = 32MiB)"
+echo
+log "loading 200k keys of 1 KiB"
+redis-benchmark -p "$REDIS_PORT" -q -t set -r 200000 -n 600000 -d 1024 -P 16 >/dev/null
+start_sidecar sidecar-c "$C_PORT" "$REDIS_PORT" 32MiB
+C_PID="$SIDECAR_PID"
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+base="$(rss_kib "$C_PID")"
+for _ in 1 2 3; do
+    redis-benchmark -p "$C_PORT" -q -t get -c 50 -r 200000 -n 300000 -P 16 >/dev/null
+done
+full="$(rss_kib "$C_PID")"
+entries="$(redis-cli -p "$C_PORT" INFO sidecar | tr -d '\r' | awk -F: '$1 == "cache_bytes" {print $2}')"
+evictions="$(redis-cli -p "$C_PORT" INFO sidecar | tr -d '\r' | awk -F: '$1 == "cache_evictions" {print $2}')"
+echo "RSS at start $((base / 1024)) MiB; after 900k GETs over 200k keys $((full / 1024)) MiB;"
+echo "cache_bytes $entries (max 33554432), evictions $evictions; bound max_bytes + 30 MB = $((32 + 30)) MiB."
+echo
+
+echo "## 4. What BCAST subscribers cost Redis: SET -P 16 directly on Redis ($ROUNDS rounds, medians)"
+echo
+without=()
+for _ in $(seq "$ROUNDS"); do
+    without+=("$(rps "$REDIS_PORT" -t set -c 50 -r 10000 -n "$REQUESTS" -P 16 -d 256)")
+done
+read -r -a EXTRA <<<"$(free_ports 8)"
+for i in "${!EXTRA[@]}"; do
+    start_sidecar "idle-$i" "${EXTRA[$i]}" "$REDIS_PORT" 16MiB
+done
+with=()
+for _ in $(seq "$ROUNDS"); do
+    with+=("$(rps "$REDIS_PORT" -t set -c 50 -r 10000 -n "$REQUESTS" -P 16 -d 256)")
+done
+w0="$(median "${without[@]}")"
+w8="$(median "${with[@]}")"
+echo "SET rps with 2 sidecars subscribed (a, b; c is on the same prefix): $w0; with 8 more: $w8 ($(python3 -c "print(f'{$w8/$w0:.2f}x')"))"
+echo
+
+if [ "$STALENESS_SECS" != 0 ]; then
+    echo "## 5. Staleness checker for ${STALENESS_SECS}s"
+    echo
+    CACHE_STALENESS_SECS="$STALENESS_SECS" cargo nextest run --release --manifest-path "$ROOT/Cargo.toml" \
+        --test cache --no-capture staleness_checker 2>&1 | grep -E 'staleness:|PASS|FAIL' || true
+fi

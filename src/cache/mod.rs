@@ -1,0 +1,401 @@
+//! The cache stage: a bounded local copy of reads from namespaces with `cache = true`,
+//! kept coherent with Redis by server-assisted invalidation.
+//!
+//! Pure: no IO. The invalidation listener ([`crate::upstream::invalidation`]) owns the
+//! `CLIENT TRACKING` connection and tells the cache when it is verified, what Redis
+//! invalidated and when the stream was lost; the client loop asks [`plan`] what to do
+//! with each request and hands fill replies back through [`Ticket`]s.
+//!
+//! The rules that make it never wrong:
+//! - an entry is served as fresh only while the invalidation stream that was live when
+//!   it was filled is still live (the generation matches) and before its expiry, which
+//!   is the key's TTL in Redis fetched with the fill, capped by `cache.max_ttl`;
+//! - a read is marked in flight before it is sent; an invalidation of that key (or a
+//!   flush, or the loss of the stream) while it is in flight discards its fill;
+//! - losing the stream (disconnect, failover, missed heartbeat) ends the generation at
+//!   once, so no entry is served as fresh again; entries of that generation may only be
+//!   served as stale, to `degrade = "serve-stale"` namespaces, while Redis is unreachable
+//!   and for at most `cache.stale_if_error`; a new stream clears them all.
+
+pub mod answer;
+pub mod plan;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quick_cache::sync::Cache as Store;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+
+pub use answer::Data;
+pub use stats::{NsStats, Snapshot};
+
+/// Bytes an entry is charged beyond its key and value (map slot, queue slot, `Arc`,
+/// expiry, bookkeeping), so a cache of tiny values still stays within `max_bytes`.
+pub const ENTRY_OVERHEAD: usize = 128;
+
+/// One cached key.
+#[derive(Debug)]
+pub struct Entry {
+    pub data: Data,
+    gen: u64,
+    expires: Instant,
+    ns: Arc<NsStats>,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Fresh(Arc<Entry>),
+    /// Filled while the last stream was live; Redis is unreachable now and the
+    /// stale window has not passed.
+    Stale(Arc<Entry>),
+    Miss,
+}
+
+/// Why the stream is not live.
+#[derive(Debug, Clone)]
+pub struct Down {
+    pub since: Instant,
+    /// The generation whose entries may be served as stale.
+    stale_gen: u64,
+    /// A connect attempt failed since the stream was lost: Redis is unreachable.
+    pub unreachable: bool,
+    pub reason: String,
+}
+
+#[derive(Default)]
+struct Coherence {
+    /// Bumped by every invalidation, flush and loss.
+    seq: u64,
+    /// The `seq` of the last flush or loss: fills ticketed before it are discarded.
+    flush_seq: u64,
+    next_gen: u64,
+    inflight: HashMap<Bytes, Inflight>,
+    down: Option<Down>,
+}
+
+/// Reads of one key in flight, and when the key was last invalidated.
+struct Inflight {
+    readers: u32,
+    invalidated_at: u64,
+}
+
+pub struct Cache {
+    store: Store<Bytes, Arc<Entry>, Weigh, DefaultHashBuilder, Evictions>,
+    coherence: Mutex<Coherence>,
+    /// The live generation; 0 while the stream is not verified.
+    live: AtomicU64,
+    max_ttl: Duration,
+    stale_if_error: Duration,
+    stats: Mutex<Vec<Arc<NsStats>>>,
+    /// Whole-cache events: streams verified, lost, flushes.
+    pub verified_total: AtomicU64,
+    pub lost_total: AtomicU64,
+    pub flushes_total: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl Weighter<Bytes, Arc<Entry>> for Weigh {
+    fn weight(&self, key: &Bytes, val: &Arc<Entry>) -> u64 {
+        (key.len() + val.data.size() + ENTRY_OVERHEAD) as u64
+    }
+}
+
+#[derive(Clone)]
+struct Evictions;
+
+impl Lifecycle<Bytes, Arc<Entry>> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _: &mut (), _: Bytes, val: Arc<Entry>) {
+        val.ns.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Cache {
+    /// An empty cache of at most `max_bytes` (keys, values and overhead), not yet verified.
+    pub fn new(max_bytes: usize, max_ttl: Duration, stale_if_error: Duration) -> Cache {
+        let estimated = (max_bytes / 512).clamp(64, 1 << 20);
+        Cache {
+            store: Store::with(
+                estimated,
+                max_bytes as u64,
+                Weigh,
+                DefaultHashBuilder::default(),
+                Evictions,
+            ),
+            coherence: Mutex::new(Coherence {
+                down: Some(Down {
+                    since: Instant::now(),
+                    stale_gen: 0,
+                    unreachable: false,
+                    reason: "invalidation stream not connected yet".into(),
+                }),
+                ..Coherence::default()
+            }),
+            live: AtomicU64::new(0),
+            max_ttl,
+            stale_if_error,
+            stats: Mutex::new(Vec::new()),
+            verified_total: AtomicU64::new(0),
+            lost_total: AtomicU64::new(0),
+            flushes_total: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Coherence> {
+        // A panic while holding the lock cannot leave it inconsistent in a way that
+        // serves stale data (every path re-checks the generation), so keep going.
+        self.coherence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The counters of namespace `name` (made on first use, kept across reloads).
+    pub fn stats_for(&self, name: &str) -> Arc<NsStats> {
+        let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = all.iter().find(|s| s.name == name) {
+            return s.clone();
+        }
+        let s = Arc::new(NsStats::new(name));
+        all.push(s.clone());
+        s
+    }
+
+    /// True while the invalidation stream is verified.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire) != 0
+    }
+
+    /// Look `key` up for serving (`stale_ok`: the namespace may be served stale).
+    pub fn lookup(&self, key: &[u8], stale_ok: bool) -> Lookup {
+        let live = self.live.load(Ordering::Acquire);
+        let Some(entry) = self.store.get(key) else {
+            return Lookup::Miss;
+        };
+        let now = Instant::now();
+        if entry.expires <= now {
+            return Lookup::Miss;
+        }
+        if live != 0 && entry.gen == live {
+            return Lookup::Fresh(entry);
+        }
+        if live == 0 && stale_ok {
+            if let Some(down) = self.lock().down.as_ref() {
+                if down.unreachable
+                    && entry.gen == down.stale_gen
+                    && now.duration_since(down.since) <= self.stale_if_error
+                {
+                    return Lookup::Stale(entry);
+                }
+            }
+        }
+        Lookup::Miss
+    }
+
+    /// Mark reads of `keys` in flight before they are sent. `None` while the stream is
+    /// not verified: such reads are forwarded but never filled.
+    pub fn begin_fill(self: &Arc<Self>, keys: Vec<Bytes>) -> Option<Ticket> {
+        let mut c = self.lock();
+        let gen = self.live.load(Ordering::Acquire);
+        if gen == 0 {
+            return None;
+        }
+        for k in &keys {
+            c.inflight
+                .entry(k.clone())
+                .or_insert(Inflight {
+                    readers: 0,
+                    invalidated_at: 0,
+                })
+                .readers += 1;
+        }
+        Some(Ticket {
+            cache: self.clone(),
+            seq: c.seq,
+            gen,
+            keys,
+        })
+    }
+
+    /// Store what a ticketed read returned, unless the key was invalidated, the cache
+    /// flushed or the stream lost since the ticket was taken. `pttl_ms` is the key's
+    /// PTTL reply (-1: no expiry, -2: no key). True when stored.
+    pub fn fill(
+        &self,
+        ticket: &Ticket,
+        key: &Bytes,
+        data: Data,
+        pttl_ms: i64,
+        ns: &Arc<NsStats>,
+    ) -> bool {
+        let c = self.lock();
+        let current = self.live.load(Ordering::Acquire);
+        let raced = c
+            .inflight
+            .get(key)
+            .is_some_and(|i| i.invalidated_at > ticket.seq);
+        if current != ticket.gen || c.flush_seq > ticket.seq || raced {
+            ns.fills_discarded.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let ttl = match pttl_ms {
+            -1 => self.max_ttl,
+            ms if ms > 0 => self.max_ttl.min(Duration::from_millis(ms as u64)),
+            // -2 (gone) or 0: a missing key; an existing one about to expire.
+            _ if matches!(data, Data::Missing) => self.max_ttl,
+            _ => return false,
+        };
+        let entry = Entry {
+            data: data.detached(),
+            gen: ticket.gen,
+            expires: Instant::now() + ttl,
+            ns: ns.clone(),
+        };
+        // Copied: the key may be a slice of a client's read buffer.
+        self.store
+            .insert(Bytes::copy_from_slice(key), Arc::new(entry));
+        drop(c);
+        true
+    }
+
+    /// Redis (or a write through this sidecar) changed `keys`: drop them and spoil the
+    /// fills of any read of them in flight.
+    pub fn invalidate<K: AsRef<[u8]>>(&self, keys: &[K]) {
+        let mut c = self.lock();
+        c.seq += 1;
+        let seq = c.seq;
+        for key in keys {
+            let key = key.as_ref();
+            if let Some(i) = c.inflight.get_mut(key) {
+                i.invalidated_at = seq;
+            }
+            if let Some((_, e)) = self.store.remove(key) {
+                e.ns.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Everything may have changed (null invalidation, FLUSHALL): drop every entry.
+    pub fn flush(&self) {
+        let mut c = self.lock();
+        c.seq += 1;
+        c.flush_seq = c.seq;
+        self.store.clear();
+        self.flushes_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The invalidation stream is subscribed: start a new generation with an empty cache
+    /// (entries of an earlier stream are never served as fresh).
+    pub fn verified(&self) {
+        let mut c = self.lock();
+        c.seq += 1;
+        c.flush_seq = c.seq;
+        c.next_gen += 1;
+        c.down = None;
+        self.store.clear();
+        self.live.store(c.next_gen, Ordering::Release);
+        self.verified_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The stream was lost: nothing is fresh any more; in-flight fills are discarded.
+    pub fn lost(&self, reason: String) {
+        let mut c = self.lock();
+        c.seq += 1;
+        c.flush_seq = c.seq;
+        let gen = self.live.swap(0, Ordering::AcqRel);
+        if gen != 0 {
+            self.lost_total.fetch_add(1, Ordering::Relaxed);
+            c.down = Some(Down {
+                since: Instant::now(),
+                stale_gen: gen,
+                unreachable: false,
+                reason,
+            });
+        } else if let Some(down) = c.down.as_mut() {
+            down.reason = reason;
+        }
+    }
+
+    /// A connect attempt failed while the stream is down: Redis is unreachable.
+    pub fn unreachable(&self, reason: String) {
+        let mut c = self.lock();
+        if let Some(down) = c.down.as_mut() {
+            down.unreachable = true;
+            down.reason = reason;
+        }
+    }
+
+    /// Why the stream is down, if it is.
+    pub fn down(&self) -> Option<Down> {
+        if self.is_live() {
+            return None;
+        }
+        self.lock().down.clone()
+    }
+
+    /// Resize on reload (entries beyond the new size are evicted).
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.store.set_capacity(max_bytes as u64);
+    }
+
+    fn unmark(&self, keys: &[Bytes]) {
+        let mut c = self.lock();
+        for k in keys {
+            if let Some(i) = c.inflight.get_mut(k) {
+                i.readers = i.readers.saturating_sub(1);
+                if i.readers == 0 {
+                    c.inflight.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Figures for the admin surface and `/metrics`.
+    pub fn snapshot(&self) -> Snapshot {
+        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        stats::snapshot(self, stats)
+    }
+}
+
+/// Reads in flight for some keys; dropping it (fill done, reply lost, client gone)
+/// unmarks them.
+pub struct Ticket {
+    cache: Arc<Cache>,
+    seq: u64,
+    gen: u64,
+    keys: Vec<Bytes>,
+}
+
+impl Ticket {
+    pub fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("keys", &self.keys.len())
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.cache.unmark(&self.keys);
+    }
+}
+
+#[cfg(test)]
+mod tests;

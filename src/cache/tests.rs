@@ -1,0 +1,174 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn cache() -> Arc<Cache> {
+    Arc::new(Cache::new(
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    ))
+}
+
+fn key(k: &str) -> Bytes {
+    Bytes::copy_from_slice(k.as_bytes())
+}
+
+fn value(v: &str) -> Data {
+    Data::Str(key(v))
+}
+
+fn fresh(c: &Cache, k: &str) -> Option<Data> {
+    match c.lookup(k.as_bytes(), false) {
+        Lookup::Fresh(e) => Some(e.data.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn nothing_is_filled_or_served_before_the_stream_is_verified() {
+    let c = cache();
+    assert!(c.begin_fill(vec![key("s:a")]).is_none());
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("1"), -1, &ns));
+    assert_eq!(fresh(&c, "s:a"), Some(value("1")));
+}
+
+#[test]
+fn a_fill_that_races_an_invalidation_is_discarded() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    c.invalidate(&[key("s:a")]);
+    assert!(!c.fill(&t, &key("s:a"), value("old"), -1, &ns));
+    assert_eq!(fresh(&c, "s:a"), None);
+    assert_eq!(ns.fills_discarded.load(Ordering::Relaxed), 1);
+    // An invalidation of another key does not spoil it.
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    c.invalidate(&[key("s:b")]);
+    assert!(c.fill(&t, &key("s:a"), value("new"), -1, &ns));
+}
+
+#[test]
+fn a_later_read_is_not_spoiled_by_an_earlier_invalidation() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let first = c.begin_fill(vec![key("s:a")]).expect("live");
+    c.invalidate(&[key("s:a")]);
+    let second = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(!c.fill(&first, &key("s:a"), value("old"), -1, &ns));
+    assert!(c.fill(&second, &key("s:a"), value("new"), -1, &ns));
+    drop(first);
+    drop(second);
+    assert!(c.lock().inflight.is_empty(), "tickets unmark their keys");
+}
+
+#[test]
+fn flush_and_loss_discard_every_fill_in_flight_and_every_entry() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("1"), -1, &ns));
+    let t = c.begin_fill(vec![key("s:b")]).expect("live");
+    c.flush();
+    assert!(!c.fill(&t, &key("s:b"), value("1"), -1, &ns));
+    assert_eq!(fresh(&c, "s:a"), None);
+
+    let t = c.begin_fill(vec![key("s:c")]).expect("live");
+    assert!(c.fill(&t, &key("s:c"), value("1"), -1, &ns));
+    let t = c.begin_fill(vec![key("s:d")]).expect("live");
+    c.lost("test".into());
+    assert!(!c.fill(&t, &key("s:d"), value("1"), -1, &ns));
+    assert_eq!(fresh(&c, "s:c"), None, "unverified entries are never fresh");
+}
+
+#[test]
+fn stale_entries_only_while_unreachable_within_the_window_and_never_after_reconnect() {
+    let c = Arc::new(Cache::new(
+        1 << 20,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+    ));
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("1"), -1, &ns));
+    c.lost("disconnected".into());
+    assert!(
+        matches!(c.lookup(b"s:a", true), Lookup::Miss),
+        "not known unreachable yet"
+    );
+    c.unreachable("connect refused".into());
+    assert!(matches!(c.lookup(b"s:a", true), Lookup::Stale(_)));
+    assert!(
+        matches!(c.lookup(b"s:a", false), Lookup::Miss),
+        "degrade = fail"
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(
+        matches!(c.lookup(b"s:a", true), Lookup::Miss),
+        "window passed"
+    );
+    c.verified();
+    assert!(matches!(c.lookup(b"s:a", true), Lookup::Miss));
+    assert!(c.is_empty_for_tests());
+}
+
+#[test]
+fn entries_expire_with_the_key_ttl_and_max_ttl() {
+    let c = Arc::new(Cache::new(
+        1 << 20,
+        Duration::from_millis(300),
+        Duration::ZERO,
+    ));
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a"), key("s:b")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("1"), 50, &ns));
+    assert!(c.fill(&t, &key("s:b"), value("1"), -1, &ns));
+    assert!(
+        !c.fill(&t, &key("s:c"), value("1"), 0, &ns),
+        "about to expire"
+    );
+    assert!(fresh(&c, "s:a").is_some());
+    std::thread::sleep(Duration::from_millis(80));
+    assert!(fresh(&c, "s:a").is_none(), "outlived the key's TTL");
+    assert!(fresh(&c, "s:b").is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(fresh(&c, "s:b").is_none(), "outlived cache.max_ttl");
+}
+
+#[test]
+fn memory_stays_within_max_bytes_and_evictions_are_counted() {
+    let c = Arc::new(Cache::new(
+        64 * 1024,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    ));
+    c.verified();
+    let ns = c.stats_for("session");
+    let big = "x".repeat(1000);
+    for i in 0..1000 {
+        let k = key(&format!("s:{i}"));
+        let t = c.begin_fill(vec![k.clone()]).expect("live");
+        c.fill(&t, &k, value(&big), -1, &ns);
+    }
+    let snap = c.snapshot();
+    assert!(snap.bytes <= 64 * 1024, "{} bytes held", snap.bytes);
+    assert!(ns.evictions.load(Ordering::Relaxed) > 800);
+    assert_eq!(snap.namespaces[0].entries, snap.entries);
+}
+
+impl Cache {
+    fn is_empty_for_tests(&self) -> bool {
+        self.store.is_empty()
+    }
+}
