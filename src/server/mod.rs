@@ -231,37 +231,25 @@ impl Ctx {
 
 /// The settings a reload cannot change, by key, where `new` differs from `old`.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let (o, n) = (&old.server, &new.server);
-    if o.listen != n.listen {
-        changed.push("server.listen");
-    }
-    if o.unix_socket != n.unix_socket {
-        changed.push("server.unix_socket");
-    }
-    if o.requirepass != n.requirepass {
-        changed.push("server.requirepass");
-    }
-    if o.threads != n.threads {
-        changed.push("server.threads");
-    }
-    if old.admin.listen != new.admin.listen {
-        changed.push("admin.listen");
-    }
-    if old.upstream != new.upstream {
-        changed.push("upstream");
-    }
-    let (o, n) = (&old.cache, &new.cache);
-    if o.enabled != n.enabled {
-        changed.push("cache.enabled");
-    }
-    if o.max_ttl != n.max_ttl {
-        changed.push("cache.max_ttl");
-    }
-    if o.stale_if_error != n.stale_if_error {
-        changed.push("cache.stale_if_error");
-    }
-    changed
+    let (s, n) = (&old.server, &new.server);
+    let (c, nc) = (&old.cache, &new.cache);
+    [
+        (s.listen != n.listen, "server.listen"),
+        (s.unix_socket != n.unix_socket, "server.unix_socket"),
+        (s.requirepass != n.requirepass, "server.requirepass"),
+        (s.threads != n.threads, "server.threads"),
+        (old.admin.listen != new.admin.listen, "admin.listen"),
+        (old.upstream != new.upstream, "upstream"),
+        (c.enabled != nc.enabled, "cache.enabled"),
+        (c.max_ttl != nc.max_ttl, "cache.max_ttl"),
+        (
+            c.stale_if_error != nc.stale_if_error,
+            "cache.stale_if_error",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(changed, key)| changed.then_some(key))
+    .collect()
 }
 
 /// Counts a client for as long as it is held.
