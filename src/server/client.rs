@@ -996,7 +996,9 @@ where
                     if replace.is_none() && got < keep {
                         self.ledger.note(&reply);
                     }
-                    for _ in got.min(keep)..keep {
+                    // A replaced slot owes only its replacement, written below.
+                    let owed = if replace.is_some() { 0 } else { keep };
+                    for _ in got.min(owed)..owed {
                         self.out.extend_from_slice(&reply);
                     }
                     got = count;
@@ -1013,28 +1015,21 @@ where
     /// The pinned connection failed: answer its remaining slots with errors and forget its state.
     fn fail_pinned_slots(&mut self, err: &UpstreamError) {
         let reply = Reply::error(err.reply_text()).to_bytes(self.conn.proto);
+        // A PinnedReplaced slot owes the client only its replacement (EXECABORT, nil, or
+        // nothing for the sidecar's own rebuild commands): it is answered as it is when
+        // drained, with no pinned connection left to read.
         for slot in self.slots.iter_mut() {
-            match slot {
-                Slot::Pinned { count, fix, inval } => {
-                    // The writes may have run: their keys are invalidated all the same.
-                    if let Some(cache) = &self.ctx.cache {
-                        cache.invalidate(inval);
-                    }
-                    let owed = fix.as_ref().map_or(*count, |f| f.keep);
-                    let mut bytes = BytesMut::new();
-                    for _ in 0..owed {
-                        bytes.extend_from_slice(&reply);
-                    }
-                    *slot = Slot::Ready(bytes.freeze());
+            if let Slot::Pinned { count, fix, inval } = slot {
+                // The writes may have run: their keys are invalidated all the same.
+                if let Some(cache) = &self.ctx.cache {
+                    cache.invalidate(inval);
                 }
-                Slot::PinnedReplaced { count, .. } => {
-                    let mut bytes = BytesMut::new();
-                    for _ in 0..*count {
-                        bytes.extend_from_slice(&reply);
-                    }
-                    *slot = Slot::Ready(bytes.freeze());
+                let owed = fix.as_ref().map_or(*count, |f| f.keep);
+                let mut bytes = BytesMut::new();
+                for _ in 0..owed {
+                    bytes.extend_from_slice(&reply);
                 }
-                _ => {}
+                *slot = Slot::Ready(bytes.freeze());
             }
         }
         self.drop_pinned();

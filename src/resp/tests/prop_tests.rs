@@ -176,10 +176,20 @@ fn reply() -> impl Strategy<Value = Reply> {
         prop_oneof![
             vec(inner.clone(), 0..6).prop_map(Reply::Array),
             vec(reply_key(), 0..6).prop_map(Reply::Set),
-            vec((reply_key(), inner), 0..4).prop_map(Reply::Map),
+            vec((reply_key(), inner), 0..4).prop_map(|pairs| Reply::Map(unique_keys(pairs))),
         ]
     });
     prop_oneof![4 => nested.clone(), 1 => vec(nested, 0..4).prop_map(Reply::Push)]
+}
+
+/// A map's pairs with each key once (first kept): Redis never sends a key twice, and
+/// decoders disagree on which of two equal keys wins.
+fn unique_keys(pairs: Vec<(Reply, Reply)>) -> Vec<(Reply, Reply)> {
+    let mut seen = std::collections::HashSet::new();
+    pairs
+        .into_iter()
+        .filter(|(k, _)| seen.insert(k.to_bytes(Protocol::Resp3)))
+        .collect()
 }
 
 /// What a RESP3 decoder must read back for `reply`.
