@@ -26,6 +26,7 @@ pub mod command;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod migration;
 pub mod namespace;
 pub mod policy;
 pub mod resp;
@@ -73,6 +74,13 @@ pub async fn run_with(
     let upstream_stop = CancellationToken::new();
     let upstream = upstream::Upstream::start(&config.upstream, upstream_stop.clone())?;
     let mut ctx = server::Ctx::new(config, upstream);
+    let migration = migration::Migration::start(
+        &ctx.config,
+        &ctx.upstream,
+        ctx.metrics.registry(),
+        upstream_stop.clone(),
+    )?;
+    ctx.migration = migration;
     let reloadable = reload.is_some();
     if let Some(reload) = reload {
         ctx = ctx.with_reload(reload.source, reload.log);

@@ -28,6 +28,7 @@ use super::Ctx;
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
 use crate::metrics::RefusalRule;
+use crate::migration::Pending;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
     write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
@@ -172,6 +173,15 @@ pub struct Client<R, W> {
     /// Namespace state, made on the first request when namespaces are configured (boxed:
     /// an idle connection of a transparent sidecar stays small).
     ns: Option<Box<NsClient>>,
+    /// Migration: keys written and reads sampled in the current batch (made on first use).
+    mig: Option<Box<MigClient>>,
+}
+
+/// One client's migration state (`crate::migration` decides what goes in).
+#[derive(Debug, Default)]
+struct MigClient {
+    pending: Pending,
+    scratch: Vec<KeyArg>,
 }
 
 /// One client's namespace state.
@@ -233,6 +243,7 @@ where
             primary,
             quit: false,
             ns: None,
+            mig: None,
         }
     }
 
@@ -380,7 +391,9 @@ where
         }
         let mut route = classify(&req.args);
         let live = self.ctx.live();
-        let namespaced = live.namespaces.enabled();
+        // Migration hook: an old_db client served by the old store skips the namespace stage.
+        let bypass = self.migration_bypass(&req);
+        let namespaced = live.namespaces.enabled() && !bypass;
         if let Some(db) = self
             .ns
             .as_ref()
@@ -499,6 +512,12 @@ where
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
         }
+        // Migration hook: remember what this command may write (copied once answered).
+        if let Some(m) = self.ctx.migration.as_deref() {
+            let mc = self.mig.get_or_insert_with(Box::default);
+            let prefix = extra.prefix.as_ref().map(|p| (&p.prefix, p.indices()));
+            m.note(&req.args, prefix, bypass, &mut mc.scratch, &mut mc.pending);
+        }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
         if self.pinned.is_none() && (pin.is_none() || stateless_end) {
@@ -545,7 +564,7 @@ where
         if self.pinned.is_none() {
             // Everything sent before on the shared connection must be answered first.
             self.drain().await?;
-            match self.ctx.upstream.pin(self.conn.proto).await {
+            match self.store().pin(self.conn.proto).await {
                 Ok(p) => {
                     self.pinned = Some(p);
                     self.sync_pinned_id();
@@ -610,7 +629,7 @@ where
 
     /// Carry out a prefix-scoped operation (earlier commands are all answered).
     async fn run_op(&mut self, op: Op) -> Reply {
-        let up = &self.ctx.upstream;
+        let up = self.store();
         let result = match op {
             Op::Keys { pattern, strip } => {
                 let max = self.ctx.config.server.max_reply_buffer;
@@ -666,7 +685,7 @@ where
             reply: tx,
             budget: self.budget.clone(),
         };
-        let conn = self.ctx.upstream.shared(self.conn.proto, self.conn.id);
+        let conn = self.store().shared(self.conn.proto, self.conn.id);
         if let Err(job) = conn.send(job).await {
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
@@ -753,6 +772,12 @@ where
             }
         }
         self.write_out().await?;
+        // Migration hook: every reply is in; queue the copies (a transaction's at EXEC).
+        if let (Some(m), Some(mc)) = (self.ctx.migration.as_deref(), self.mig.as_mut()) {
+            if !self.session.multi && !mc.pending.is_empty() {
+                m.flush(&mut mc.pending);
+            }
+        }
         self.maybe_release();
         Ok(())
     }
@@ -865,7 +890,7 @@ where
         if self.pinned.is_some() && self.slots.is_empty() && self.session.is_clean() {
             if let Some(p) = self.pinned.take() {
                 self.sync_pinned_id();
-                self.ctx.upstream.release(p);
+                self.store().release(p);
             }
         }
     }
@@ -984,7 +1009,7 @@ where
 
     /// Take a pinned connection now (waiting for a verified primary within failover_wait).
     pub(super) async fn pin_now(&mut self) -> Result<(), UpstreamError> {
-        let p = self.ctx.upstream.pin(self.conn.proto).await?;
+        let p = self.store().pin(self.conn.proto).await?;
         self.pinned = Some(p);
         self.sync_pinned_id();
         Ok(())
@@ -1000,6 +1025,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    /// The store commands go to: the upstream, or during a migration the phase's store of record.
+    fn store(&self) -> &crate::upstream::Upstream {
+        match &self.ctx.migration {
+            Some(m) => m.serving(),
+            None => &self.ctx.upstream,
+        }
+    }
+
+    /// A client selected into the migration's `old_db` while the old store serves: its
+    /// commands go there unprefixed (SELECT still goes through the namespace stage).
+    fn migration_bypass(&self, req: &Request) -> bool {
+        match (&self.ctx.migration, &self.ns) {
+            (Some(m), Some(ns)) => {
+                m.bypasses_namespaces(ns.db) && !req.name().eq_ignore_ascii_case(b"SELECT")
+            }
+            _ => false,
+        }
+    }
+
     fn sync_pinned_id(&self) {
         let upstream = self.pinned.as_ref().and_then(|p| p.upstream_id());
         self.ctx.set_pinned_id(self.conn.id, upstream);

@@ -12,6 +12,7 @@ mod failover;
 mod info;
 mod keyspace;
 mod local;
+mod migration;
 mod scoped;
 mod session;
 
@@ -75,6 +76,8 @@ pub struct Ctx {
     pub config: Config,
     live: ArcSwap<Live>,
     pub upstream: Upstream,
+    /// The migration from an old store (`[migration]` with an `old_url`), if any.
+    pub migration: Option<Arc<crate::migration::Migration>>,
     /// Sliding-TTL refreshes already sent, per key (`touch_on_read`).
     pub touch: TouchThrottle,
     /// Commands let through with keys outside every namespace (`unmatched_keys = "allow"`).
@@ -100,6 +103,7 @@ impl Ctx {
             live: ArcSwap::from_pointee(Live::new(config.clone())),
             config,
             upstream,
+            migration: None,
             source: None,
             log_reload: None,
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
@@ -151,12 +155,21 @@ impl Ctx {
             return Err("this sidecar was not started from a config file it can read again".into());
         };
         let new = source()?;
-        let restart = restart_only_changes(&self.config, &new);
+        let mut restart = restart_only_changes(&self.config, &new);
+        match &self.migration {
+            // The phase moves first: a refused step keeps the whole running config.
+            Some(m) => restart.extend(m.reload(&new.migration)?),
+            None if new.migration != self.config.migration => restart.push("migration"),
+            None => {}
+        }
         if let Some(apply) = &self.log_reload {
             apply(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
         }
         self.live.store(Arc::new(Live::new(new)));
         let mut report = String::from("applied namespaces, policy, client limits and log level");
+        if let Some(m) = &self.migration {
+            report.push_str(&format!(", migration phase {}", m.phase().label()));
+        }
         if !restart.is_empty() {
             report.push_str(&format!(
                 "; these changed but need a restart and were NOT applied: {}",

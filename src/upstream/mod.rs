@@ -261,13 +261,9 @@ impl Upstream {
         if let Ok(mut slot) = self.inner.hello.lock() {
             *slot = Some(hello);
         }
-        Ok(PinnedConn::new(
-            conn,
-            proto,
-            Some(permit),
-            epoch,
-            upstream_id,
-        ))
+        let mut conn = PinnedConn::new(conn, proto, Some(permit), epoch, upstream_id);
+        conn.origin = self.id();
+        Ok(conn)
     }
 
     /// The verified primary and its epoch, waiting up to `upstream.failover_wait`.
@@ -297,6 +293,10 @@ impl Upstream {
     /// Give back a pinned connection whose state ended cleanly (nothing pending, no
     /// transaction, watch, subscription, db or tracking left). Dropping one instead closes it.
     pub fn release(&self, mut conn: PinnedConn) {
+        if conn.origin != self.id() {
+            // Opened by another upstream (the migration's other store): close it.
+            return;
+        }
         conn._permit = None;
         conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.inner.idle.lock() {
@@ -305,6 +305,11 @@ impl Upstream {
                 list.push(conn);
             }
         }
+    }
+
+    /// Tells upstreams apart (the migration runs two).
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// Pinned connections currently held by clients.

@@ -28,6 +28,8 @@ pub struct PinnedConn {
     pub(super) epoch: u64,
     /// Redis's id for this connection, when its HELLO reply said.
     pub(super) upstream_id: Option<u64>,
+    /// Which [`super::Upstream`] opened it: only that one takes it back for reuse.
+    pub(super) origin: usize,
 }
 
 impl PinnedConn {
@@ -46,6 +48,7 @@ impl PinnedConn {
             idle_since: Instant::now(),
             epoch,
             upstream_id,
+            origin: 0,
         }
     }
 

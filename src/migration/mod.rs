@@ -1,0 +1,339 @@
+//! Zero-downtime migration from an old store onto the upstream (`[migration]`).
+//!
+//! The store that serves a phase's reads is the store of record: every command of a
+//! client goes there and the client's reply comes from it (`off`, `shadow`: the old
+//! store; `flipped`, `done`: the new one). In `shadow` and `flipped`, each key a
+//! command may have written (command or key-spec write flags, read from the key table;
+//! MULTI/EXEC: the queued commands' keys; EVAL/FCALL: the declared keys) is queued,
+//! once its reply has arrived, for a copy of its whole state (DUMP + PTTL, then
+//! RESTORE REPLACE or DEL) to the other store. Copying state rather than replaying
+//! commands is what makes INCR, LPUSH or a script converge: the copy that runs last
+//! carries every write before it. A sample of reads is run again against both stores
+//! and compared (`parity`).
+//!
+//! This module owns the phase, the old store's connections, the copy queue and its
+//! worker, the parity checks and the backfill and verify commands. The client loop
+//! only calls [`Migration::serving`], [`Migration::note`] and [`Migration::flush`].
+
+mod copier;
+pub mod dump;
+pub mod keymap;
+mod parity;
+mod queue;
+mod stats;
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, MigrationConfig, Phase};
+use crate::keys::{self, CommandFlags, KeyArg};
+use crate::metrics::Registry;
+use crate::upstream::{Upstream, UpstreamError};
+pub use keymap::{KeyMap, Side};
+use parity::Parity;
+use queue::Queue;
+pub use stats::CopyFailure;
+use stats::Stats;
+
+/// Writes and sampled reads of one client batch, handed over once its replies arrived.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// New-store key names and the store each was written in.
+    writes: Vec<(Side, Bytes)>,
+    /// Sampled reads: the store that answered and the request with new-store key names.
+    reads: Vec<(Side, Vec<Bytes>)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.reads.is_empty()
+    }
+}
+
+/// Keys one client may hold for copying before its batch is answered (a huge MULTI).
+const MAX_PENDING_WRITES: usize = 100_000;
+
+pub struct Migration {
+    phase: AtomicU8,
+    compare_ppm: AtomicU32,
+    old: Upstream,
+    new: Upstream,
+    map: KeyMap,
+    /// The db of the namespace old-db keys map to (`old_db`).
+    old_db: Option<u32>,
+    pub(crate) config: MigrationConfig,
+    queue: Queue,
+    parity: Parity,
+    stats: Stats,
+    /// Namespace names and prefixes, for the mismatch labels.
+    namespaces: Vec<(String, Bytes)>,
+}
+
+impl Migration {
+    /// Connect to the old store and start the copy worker (stops on `shutdown`). `None`
+    /// when no old store is configured.
+    pub fn start(
+        config: &Config,
+        new: &Upstream,
+        registry: Registry,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Arc<Migration>>, UpstreamError> {
+        let m = &config.migration;
+        let Some(old_cfg) = &m.old else {
+            return Ok(None);
+        };
+        let mut old_cfg = old_cfg.clone();
+        old_cfg.db = m.old_db.unwrap_or(0);
+        let old = Upstream::start(&old_cfg, shutdown.clone())?;
+        let map = match m.old_db {
+            Some(db) => config
+                .namespaces
+                .iter()
+                .find(|ns| ns.db == Some(db))
+                .map(|ns| KeyMap::prefixed(Bytes::from(ns.prefix.clone())))
+                .unwrap_or_else(KeyMap::same),
+            None => KeyMap::same(),
+        };
+        let stats = Stats::new(registry);
+        stats.set_phase(m.phase);
+        let migration = Arc::new(Migration {
+            phase: AtomicU8::new(m.phase as u8),
+            compare_ppm: AtomicU32::new(m.compare_per_million),
+            old,
+            new: new.clone(),
+            map,
+            old_db: m.old_db,
+            config: m.clone(),
+            queue: Queue::new(m.queue_max),
+            parity: Parity::new(m.recent_mismatches),
+            stats,
+            namespaces: config
+                .namespaces
+                .iter()
+                .map(|ns| (ns.name.clone(), Bytes::from(ns.prefix.clone())))
+                .collect(),
+        });
+        info!(
+            phase = m.phase.label(),
+            old = %old_cfg.url,
+            old_db = ?m.old_db,
+            "migration configured"
+        );
+        tokio::spawn(copier::run(migration.clone(), shutdown));
+        Ok(Some(migration))
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::ALL[usize::from(self.phase.load(Ordering::Relaxed)).min(3)]
+    }
+
+    /// The store clients are served from in this phase.
+    pub fn serving(&self) -> &Upstream {
+        self.store(serving_side(self.phase()))
+    }
+
+    pub fn store(&self, side: Side) -> &Upstream {
+        match side {
+            Side::Old => &self.old,
+            Side::New => &self.new,
+        }
+    }
+
+    /// True when a client selected into `db` talks to the old store's own db: its keys
+    /// go there unprefixed, past the namespace stage.
+    pub fn bypasses_namespaces(&self, db: u32) -> bool {
+        self.old_db == Some(db) && serving_side(self.phase()) == Side::Old
+    }
+
+    /// Move to `to`, one step at a time. Returns the phase before.
+    pub fn set_phase(&self, to: Phase, why: &str) -> Result<Phase, String> {
+        let from = self.phase();
+        if !from.can_move_to(to) {
+            return Err(format!(
+                "the migration phase moves one step at a time (off <-> shadow <-> flipped <-> done): {} -> {} is not one step",
+                from.label(),
+                to.label()
+            ));
+        }
+        self.phase.store(to as u8, Ordering::Relaxed);
+        self.stats.set_phase(to);
+        if from != to {
+            info!(from = from.label(), to = to.label(), by = why, "migration phase changed");
+        }
+        Ok(from)
+    }
+
+    /// A reloaded `[migration]`: the phase (one step) and compare_sample apply now; the
+    /// rest needs a restart (named in the reload report).
+    pub fn reload(&self, new: &MigrationConfig) -> Result<Vec<&'static str>, String> {
+        self.set_phase(new.phase, "reload")?;
+        self.compare_ppm
+            .store(new.compare_per_million, Ordering::Relaxed);
+        let mut unchanged = new.clone();
+        unchanged.phase = self.config.phase;
+        unchanged.compare_per_million = self.config.compare_per_million;
+        Ok(if unchanged != self.config {
+            vec!["migration (old store, old_db, queue and retry settings)"]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Note what a forwarded request may write (and, sampled, what it reads). `prefix`
+    /// is the mapped-db prefix the sidecar puts on the key arguments at `indices`;
+    /// `bypass` marks a request sent unprefixed to the old store's db.
+    pub fn note(
+        &self,
+        args: &[Bytes],
+        prefix: Option<(&Bytes, &[usize])>,
+        bypass: bool,
+        scratch: &mut Vec<KeyArg>,
+        pending: &mut Pending,
+    ) {
+        let phase = self.phase();
+        if !matches!(phase, Phase::Shadow | Phase::Flipped) {
+            return;
+        }
+        let Some(cmd) = keys::lookup(args) else {
+            return;
+        };
+        scratch.clear();
+        keys::extract(cmd, args, scratch);
+        if scratch.is_empty() {
+            return;
+        }
+        let side = serving_side(phase);
+        let name = |k: &KeyArg| -> Bytes {
+            let arg = &args[k.index];
+            match prefix {
+                Some((p, at)) if at.contains(&k.index) => {
+                    let mut out = bytes::BytesMut::with_capacity(p.len() + arg.len());
+                    out.extend_from_slice(p);
+                    out.extend_from_slice(arg);
+                    out.freeze()
+                }
+                _ if bypass => self.map.to_new(arg),
+                _ => arg.clone(),
+            }
+        };
+        let writes = cmd.flags.contains(CommandFlags::WRITE)
+            || scratch.iter().any(|k| k.flags.writes());
+        if writes {
+            for k in scratch.iter().filter(|k| k.kind == keys::ArgKind::Key) {
+                if pending.writes.len() >= MAX_PENDING_WRITES {
+                    self.failed(CopyFailure::QueueFull, 1);
+                    continue;
+                }
+                pending.writes.push((side, name(k)));
+            }
+            return;
+        }
+        let ppm = self.compare_ppm.load(Ordering::Relaxed);
+        if cmd.flags.contains(CommandFlags::READONLY)
+            && ppm > 0
+            && fastrand::u32(..1_000_000) < ppm
+            && parity::comparable(cmd.name)
+            && pending.reads.len() < parity::MAX_PENDING
+        {
+            let mut req: Vec<Bytes> = args.to_vec();
+            for k in scratch.iter() {
+                req[k.index] = name(k);
+            }
+            pending.reads.push((side, req));
+        }
+    }
+
+    /// The batch these were noted in has been answered: queue the copies and checks.
+    pub fn flush(&self, pending: &mut Pending) {
+        let mut full = 0;
+        for (side, key) in pending.writes.drain(..) {
+            if self.queue.push(side, key).is_err() {
+                full += 1;
+            }
+        }
+        if full > 0 {
+            self.failed(CopyFailure::QueueFull, full);
+        }
+        for (side, req) in pending.reads.drain(..) {
+            self.parity.push(side, req);
+        }
+        self.queue.ready.notify_one();
+        self.stats.queue_depth.set(self.queue.depth().0 as f64);
+    }
+
+    fn failed(&self, why: CopyFailure, n: u64) {
+        self.stats.failure(why).add(n);
+        warn!(
+            reason = why.label(),
+            keys = n,
+            "migration: keys could not be copied to the other store; run `resp-sidecar verify` (and `migrate`) to repair"
+        );
+    }
+
+    /// The namespace a new-store key belongs to, for the mismatch label.
+    fn namespace_of(&self, key: &[u8]) -> &str {
+        self.namespaces
+            .iter()
+            .filter(|(_, p)| key.starts_with(p))
+            .max_by_key(|(_, p)| p.len())
+            .map(|(n, _)| n.as_str())
+            .unwrap_or("none")
+    }
+
+    /// `SIDECAR MIGRATION STATUS`, one line per fact.
+    pub fn status(&self) -> Vec<String> {
+        let (depth, parked) = self.queue.depth();
+        let phase = self.phase();
+        let mut lines = vec![
+            format!("phase:{}", phase.label()),
+            format!("serving:{}", serving_side(phase).label()),
+            format!(
+                "copying:{}",
+                match phase {
+                    Phase::Shadow => "old -> new",
+                    Phase::Flipped => "new -> old",
+                    _ => "no",
+                }
+            ),
+            format!("old_store:{}", self.config.old.as_ref().map(|o| o.url.as_str()).unwrap_or("")),
+            format!(
+                "old_db:{}",
+                self.old_db.map(|d| d.to_string()).unwrap_or_else(|| "none".into())
+            ),
+            format!(
+                "compare_sample:{}",
+                f64::from(self.compare_ppm.load(Ordering::Relaxed)) / 1e6
+            ),
+            format!("queue_depth:{depth}"),
+            format!("parked_keys:{parked}"),
+            format!("keys_copied:{}", self.stats.copied.get()),
+            format!("copy_retries:{}", self.stats.retries.get()),
+        ];
+        let failures: u64 = self.stats.failures().map(|(_, n)| n).sum();
+        lines.push(format!("copy_failures:{failures}"));
+        for (why, n) in self.stats.failures() {
+            lines.push(format!("copy_failures_{}:{n}", why.label()));
+        }
+        lines.push(format!("parity_checks:{}", self.stats.parity_checks.get()));
+        let mismatches = self.stats.mismatches();
+        let total: u64 = mismatches.iter().map(|m| m.2).sum();
+        lines.push(format!("parity_mismatches:{total}"));
+        for (ns, cmd, n) in mismatches {
+            lines.push(format!("parity_mismatches{{namespace={ns},command={cmd}}}:{n}"));
+        }
+        lines.extend(self.parity.recent());
+        lines
+    }
+}
+
+/// The store of record in `phase`.
+pub fn serving_side(phase: Phase) -> Side {
+    match phase {
+        Phase::Off | Phase::Shadow => Side::Old,
+        Phase::Flipped | Phase::Done => Side::New,
+    }
+}
