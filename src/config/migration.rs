@@ -180,10 +180,7 @@ pub(crate) fn validate(
     if !(0.0..=1.0).contains(&raw.compare_sample) {
         return Err(err(
             "compare_sample",
-            format!(
-                "{} is not a fraction between 0 and 1",
-                raw.compare_sample
-            ),
+            format!("{} is not a fraction between 0 and 1", raw.compare_sample),
         ));
     }
     let old = if raw.old_url.trim().is_empty() {
@@ -221,7 +218,11 @@ pub(crate) fn validate(
 
 /// The old store's connection settings: `url` (standalone or sentinel) with the
 /// upstream's timeouts and pool size.
-pub fn old_store(url: &str, password: &str, base: &UpstreamConfig) -> Result<UpstreamConfig, String> {
+pub fn old_store(
+    url: &str,
+    password: &str,
+    base: &UpstreamConfig,
+) -> Result<UpstreamConfig, String> {
     let parsed = UpstreamUrl::parse(url).map_err(|e| e.to_string())?;
     let endpoint = parsed
         .endpoints
@@ -298,10 +299,13 @@ mod tests {
         };
         assert!(bad("[migration]\nphase = \"shadow\"\n").contains("migration.old_url"));
         assert!(bad("[migration]\nphase = \"sideways\"\n").contains("migration.phase"));
-        assert!(bad("[migration]\nold_url = \"redis://h\"\ncompare_sample = 2.0\n")
-            .contains("migration.compare_sample"));
-        assert!(bad("[migration]\nold_url = \"redis://h\"\nold_db = 4\n")
-            .contains("migration.old_db"));
+        assert!(
+            bad("[migration]\nold_url = \"redis://h\"\ncompare_sample = 2.0\n")
+                .contains("migration.compare_sample")
+        );
+        assert!(
+            bad("[migration]\nold_url = \"redis://h\"\nold_db = 4\n").contains("migration.old_db")
+        );
         assert!(bad("[migration]\nold_url = \"http://h\"\n").contains("migration.old_url"));
         assert!(bad("[migration]\nolde_url = \"redis://h\"\n").contains("migration.olde_url"));
     }

@@ -128,7 +128,10 @@ async fn recheck_parked(m: &Migration) {
     }
     if reachable {
         let moved = m.queue.unpark();
-        info!(keys = moved, "migration: both stores answer again; parked keys queued for copying");
+        info!(
+            keys = moved,
+            "migration: both stores answer again; parked keys queued for copying"
+        );
         m.stats.parked.set(m.queue.depth().1 as f64);
     }
 }

@@ -15,12 +15,17 @@
 //! worker, the parity checks and the backfill and verify commands. The client loop
 //! only calls [`Migration::serving`], [`Migration::note`] and [`Migration::flush`].
 
+pub mod backfill;
+pub mod cli;
+pub mod commands;
 mod copier;
 pub mod dump;
 pub mod keymap;
 mod parity;
+mod progress;
 mod queue;
 mod stats;
+pub mod verify;
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -162,7 +167,12 @@ impl Migration {
         self.phase.store(to as u8, Ordering::Relaxed);
         self.stats.set_phase(to);
         if from != to {
-            info!(from = from.label(), to = to.label(), by = why, "migration phase changed");
+            info!(
+                from = from.label(),
+                to = to.label(),
+                by = why,
+                "migration phase changed"
+            );
         }
         Ok(from)
     }
@@ -220,8 +230,8 @@ impl Migration {
                 _ => arg.clone(),
             }
         };
-        let writes = cmd.flags.contains(CommandFlags::WRITE)
-            || scratch.iter().any(|k| k.flags.writes());
+        let writes =
+            cmd.flags.contains(CommandFlags::WRITE) || scratch.iter().any(|k| k.flags.writes());
         if writes {
             for k in scratch.iter().filter(|k| k.kind == keys::ArgKind::Key) {
                 if pending.writes.len() >= MAX_PENDING_WRITES {
@@ -299,10 +309,19 @@ impl Migration {
                     _ => "no",
                 }
             ),
-            format!("old_store:{}", self.config.old.as_ref().map(|o| o.url.as_str()).unwrap_or("")),
+            format!(
+                "old_store:{}",
+                self.config
+                    .old
+                    .as_ref()
+                    .map(|o| o.url.as_str())
+                    .unwrap_or("")
+            ),
             format!(
                 "old_db:{}",
-                self.old_db.map(|d| d.to_string()).unwrap_or_else(|| "none".into())
+                self.old_db
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "none".into())
             ),
             format!(
                 "compare_sample:{}",
@@ -323,7 +342,9 @@ impl Migration {
         let total: u64 = mismatches.iter().map(|m| m.2).sum();
         lines.push(format!("parity_mismatches:{total}"));
         for (ns, cmd, n) in mismatches {
-            lines.push(format!("parity_mismatches{{namespace={ns},command={cmd}}}:{n}"));
+            lines.push(format!(
+                "parity_mismatches{{namespace={ns},command={cmd}}}:{n}"
+            ));
         }
         lines.extend(self.parity.recent());
         lines

@@ -124,7 +124,10 @@ pub(super) async fn check_some(m: &Migration) {
         if same(m, cmd.name, &old_req, &req).await != Some(false) {
             continue;
         }
-        let key = found.first().map(|k| req[k.index].clone()).unwrap_or_default();
+        let key = found
+            .first()
+            .map(|k| req[k.index].clone())
+            .unwrap_or_default();
         let namespace = m.namespace_of(&key).to_owned();
         m.stats.mismatch(&namespace, cmd.name);
         let at = SystemTime::now()

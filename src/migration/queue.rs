@@ -149,7 +149,10 @@ mod tests {
         q.push(Side::Old, key("b")).expect("room");
         q.push(Side::New, key("a")).expect("already queued");
         assert_eq!(q.push(Side::Old, key("c")), Err(Refused::Full));
-        assert_eq!(q.take(10), vec![(key("a"), Side::New), (key("b"), Side::Old)]);
+        assert_eq!(
+            q.take(10),
+            vec![(key("a"), Side::New), (key("b"), Side::Old)]
+        );
         assert_eq!(q.depth(), (0, 0));
     }
 

@@ -137,7 +137,9 @@ impl Stats {
     }
 
     pub fn failures(&self) -> impl Iterator<Item = (CopyFailure, u64)> + '_ {
-        CopyFailure::ALL.iter().map(|f| (*f, self.failure(*f).get()))
+        CopyFailure::ALL
+            .iter()
+            .map(|f| (*f, self.failure(*f).get()))
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -170,7 +172,11 @@ impl Stats {
         let mut out: Vec<_> = self
             .mismatches
             .lock()
-            .map(|m| m.iter().map(|((n, c), v)| (n.clone(), *c, v.get())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|((n, c), v)| (n.clone(), *c, v.get()))
+                    .collect()
+            })
             .unwrap_or_default();
         out.sort();
         out

@@ -41,7 +41,9 @@ where
                     Err(e) => Reply::error(format!("ERR {e}")),
                 }
             }
-            _ => Reply::error("ERR syntax: SIDECAR MIGRATION STATUS | PHASE <off|shadow|flipped|done>"),
+            _ => Reply::error(
+                "ERR syntax: SIDECAR MIGRATION STATUS | PHASE <off|shadow|flipped|done>",
+            ),
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::namespace::Namespaces;
 use crate::policy::Policy;
 use crate::upstream::Upstream;
 use client::{Client, Closed};
+pub(crate) use scoped::{page as scan_page, scan_args};
 
 /// Keys whose last sliding-TTL refresh is remembered (bounded memory).
 const TOUCH_TRACKED_KEYS: usize = 100_000;
