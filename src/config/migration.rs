@@ -71,6 +71,7 @@ pub(crate) struct RawMigration {
     pub retry_backoff: String,
     pub recheck_interval: String,
     pub recent_mismatches: usize,
+    pub switch_timeout: String,
 }
 
 impl Default for RawMigration {
@@ -102,6 +103,9 @@ pub struct MigrationConfig {
     pub recheck_interval: Duration,
     /// Mismatches kept for `SIDECAR MIGRATION STATUS`.
     pub recent_mismatches: usize,
+    /// How long a change of the store of record (shadow <-> flipped) may wait for
+    /// in-flight writes and their copies before it is given up.
+    pub switch_timeout: Duration,
 }
 
 impl Default for MigrationConfig {
@@ -117,6 +121,7 @@ impl Default for MigrationConfig {
             retry_backoff: Duration::from_millis(100),
             recheck_interval: Duration::from_secs(1),
             recent_mismatches: 16,
+            switch_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -144,6 +149,7 @@ pub(crate) fn render(m: &MigrationConfig) -> RawMigration {
         retry_backoff: format_duration(m.retry_backoff),
         recheck_interval: format_duration(m.recheck_interval),
         recent_mismatches: m.recent_mismatches,
+        switch_timeout: format_duration(m.switch_timeout),
     }
 }
 
@@ -213,6 +219,7 @@ pub(crate) fn validate(
         retry_backoff: duration("retry_backoff", &raw.retry_backoff)?,
         recheck_interval: duration("recheck_interval", &raw.recheck_interval)?,
         recent_mismatches: raw.recent_mismatches,
+        switch_timeout: duration("switch_timeout", &raw.switch_timeout)?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! `retries`, its keys are counted, logged (a count, never key bytes) and parked, and
 //! parked keys are queued again once the target answers PING.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ pub(super) async fn run(m: Arc<Migration>, shutdown: CancellationToken) {
             recheck_parked(&m).await;
         }
         loop {
-            let batch = m.queue.take(m.config.batch);
+            let batch = m.queue.take_counted(m.config.batch, &m.copying);
             if batch.is_empty() {
                 break;
             }
@@ -52,6 +53,7 @@ pub(super) async fn run(m: Arc<Migration>, shutdown: CancellationToken) {
                     copy_with_retries(&m, side, keys, &shutdown).await;
                 }
             }
+            m.copying.store(0, Ordering::Release);
             m.stats.queue_depth.set(m.queue.depth().0 as f64);
             if shutdown.is_cancelled() {
                 return;

@@ -22,13 +22,14 @@ mod copier;
 pub mod dump;
 pub mod keymap;
 mod parity;
+mod phase;
 mod progress;
 mod queue;
 mod stats;
 pub mod verify;
 
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +38,9 @@ use tracing::{info, warn};
 use crate::config::{Config, MigrationConfig, Phase};
 use crate::keys::{self, CommandFlags, KeyArg};
 use crate::metrics::Registry;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{PinnedConn, Upstream, UpstreamError};
 pub use keymap::{KeyMap, Side};
+pub use phase::Pass;
 use parity::Parity;
 use queue::Queue;
 pub use stats::CopyFailure;
@@ -76,6 +78,13 @@ pub struct Migration {
     stats: Stats,
     /// Namespace names and prefixes, for the mismatch labels.
     namespaces: Vec<(String, Bytes)>,
+    /// Held (shared) by every client batch while copies are on; a change of the store
+    /// of record takes it exclusively (see `phase`).
+    gate: Arc<tokio::sync::RwLock<()>>,
+    /// Keys the copy worker took and has not finished.
+    copying: AtomicUsize,
+    /// How the last change of the store of record went, for STATUS.
+    last_switch: Mutex<String>,
 }
 
 impl Migration {
@@ -121,6 +130,9 @@ impl Migration {
                 .iter()
                 .map(|ns| (ns.name.clone(), Bytes::from(ns.prefix.clone())))
                 .collect(),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
+            copying: AtomicUsize::new(0),
+            last_switch: Mutex::new("none".into()),
         });
         info!(
             phase = m.phase.label(),
@@ -154,58 +166,21 @@ impl Migration {
         self.old_db == Some(db) && serving_side(self.phase()) == Side::Old
     }
 
-    /// Move to `to`, one step at a time. Returns the phase before.
-    pub fn set_phase(&self, to: Phase, why: &str) -> Result<Phase, String> {
-        let from = self.phase();
-        if !from.can_move_to(to) {
-            return Err(format!(
-                "the migration phase moves one step at a time (off <-> shadow <-> flipped <-> done): {} -> {} is not one step",
-                from.label(),
-                to.label()
-            ));
-        }
-        self.phase.store(to as u8, Ordering::Relaxed);
-        self.stats.set_phase(to);
-        if from != to {
-            info!(
-                from = from.label(),
-                to = to.label(),
-                by = why,
-                "migration phase changed"
-            );
-        }
-        Ok(from)
-    }
-
-    /// A reloaded `[migration]`: the phase (one step) and compare_sample apply now; the
-    /// rest needs a restart (named in the reload report).
-    pub fn reload(&self, new: &MigrationConfig) -> Result<Vec<&'static str>, String> {
-        self.set_phase(new.phase, "reload")?;
-        self.compare_ppm
-            .store(new.compare_per_million, Ordering::Relaxed);
-        let mut unchanged = new.clone();
-        unchanged.phase = self.config.phase;
-        unchanged.compare_per_million = self.config.compare_per_million;
-        Ok(if unchanged != self.config {
-            vec!["migration (old store, old_db, queue and retry settings)"]
-        } else {
-            Vec::new()
-        })
-    }
-
     /// Note what a forwarded request may write (and, sampled, what it reads). `prefix`
     /// is the mapped-db prefix the sidecar puts on the key arguments at `indices`;
     /// `bypass` marks a request sent unprefixed to the old store's db.
+    /// `pinned` is the client's pinned connection, which may belong to either store.
     pub fn note(
         &self,
         args: &[Bytes],
         prefix: Option<(&Bytes, &[usize])>,
         bypass: bool,
+        pinned: Option<&PinnedConn>,
         scratch: &mut Vec<KeyArg>,
         pending: &mut Pending,
     ) {
         let phase = self.phase();
-        if !matches!(phase, Phase::Shadow | Phase::Flipped) {
+        if !copies(phase) {
             return;
         }
         let Some(cmd) = keys::lookup(args) else {
@@ -216,7 +191,11 @@ impl Migration {
         if scratch.is_empty() {
             return;
         }
-        let side = serving_side(phase);
+        let side = match pinned {
+            Some(p) if self.old.owns(p) => Side::Old,
+            Some(_) => Side::New,
+            None => serving_side(phase),
+        };
         let name = |k: &KeyArg| -> Bytes {
             let arg = &args[k.index];
             match prefix {
@@ -259,6 +238,9 @@ impl Migration {
 
     /// The batch these were noted in has been answered: queue the copies and checks.
     pub fn flush(&self, pending: &mut Pending) {
+        if pending.is_empty() {
+            return;
+        }
         let mut full = 0;
         for (side, key) in pending.writes.drain(..) {
             if self.queue.push(side, key).is_err() {
@@ -268,10 +250,13 @@ impl Migration {
         if full > 0 {
             self.failed(CopyFailure::QueueFull, full);
         }
-        for (side, req) in pending.reads.drain(..) {
-            self.parity.push(side, req);
+        if !pending.reads.is_empty() {
+            for (side, req) in pending.reads.drain(..) {
+                self.parity.push(side, req);
+            }
+            // The worker checks reads after its copies.
+            self.queue.ready.notify_one();
         }
-        self.queue.ready.notify_one();
         self.stats.queue_depth.set(self.queue.depth().0 as f64);
     }
 
@@ -327,6 +312,10 @@ impl Migration {
                 "compare_sample:{}",
                 f64::from(self.compare_ppm.load(Ordering::Relaxed)) / 1e6
             ),
+            format!(
+                "last_switch:{}",
+                self.last_switch.lock().map(|s| s.clone()).unwrap_or_default()
+            ),
             format!("queue_depth:{depth}"),
             format!("parked_keys:{parked}"),
             format!("keys_copied:{}", self.stats.copied.get()),
@@ -349,6 +338,11 @@ impl Migration {
         lines.extend(self.parity.recent());
         lines
     }
+}
+
+/// True in the phases that copy writes to the other store.
+pub fn copies(phase: Phase) -> bool {
+    matches!(phase, Phase::Shadow | Phase::Flipped)
 }
 
 /// The store of record in `phase`.

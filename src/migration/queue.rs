@@ -61,11 +61,14 @@ impl Queue {
         Ok(())
     }
 
-    /// Up to `n` keys to copy now, oldest first.
-    pub fn take(&self, n: usize) -> Vec<(Bytes, Side)> {
+    /// Up to `n` keys to copy now, oldest first. `copying` is set to the number taken
+    /// before they leave the queue (so "nothing queued, nothing copying" is never seen
+    /// while a copy is about to run).
+    pub fn take_counted(&self, n: usize, copying: &std::sync::atomic::AtomicUsize) -> Vec<(Bytes, Side)> {
         let Ok(mut s) = self.state.lock() else {
             return Vec::new();
         };
+        copying.store(n.min(s.pending.len()), std::sync::atomic::Ordering::Release);
         let mut out = Vec::with_capacity(n.min(s.order.len()));
         while out.len() < n {
             let Some(key) = s.order.pop_front() else {
@@ -150,7 +153,7 @@ mod tests {
         q.push(Side::New, key("a")).expect("already queued");
         assert_eq!(q.push(Side::Old, key("c")), Err(Refused::Full));
         assert_eq!(
-            q.take(10),
+            q.take_counted(10, &Default::default()),
             vec![(key("a"), Side::New), (key("b"), Side::Old)]
         );
         assert_eq!(q.depth(), (0, 0));

@@ -182,6 +182,8 @@ pub struct Client<R, W> {
 struct MigClient {
     pending: Pending,
     scratch: Vec<KeyArg>,
+    /// Held from the batch's first forwarded command until its keys are queued.
+    pass: Option<crate::migration::Pass>,
 }
 
 /// One client's namespace state.
@@ -515,8 +517,12 @@ where
         // Migration hook: remember what this command may write (copied once answered).
         if let Some(m) = self.ctx.migration.as_deref() {
             let mc = self.mig.get_or_insert_with(Box::default);
+            if mc.pass.is_none() {
+                mc.pass = m.pass().await;
+            }
             let prefix = extra.prefix.as_ref().map(|p| (&p.prefix, p.indices()));
-            m.note(&req.args, prefix, bypass, &mut mc.scratch, &mut mc.pending);
+            let pinned = self.pinned.as_ref();
+            m.note(&req.args, prefix, bypass, pinned, &mut mc.scratch, &mut mc.pending);
         }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
@@ -774,8 +780,9 @@ where
         self.write_out().await?;
         // Migration hook: every reply is in; queue the copies (a transaction's at EXEC).
         if let (Some(m), Some(mc)) = (self.ctx.migration.as_deref(), self.mig.as_mut()) {
-            if !self.session.multi && !mc.pending.is_empty() {
+            if !self.session.multi {
                 m.flush(&mut mc.pending);
+                mc.pass = None;
             }
         }
         self.maybe_release();

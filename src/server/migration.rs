@@ -32,7 +32,7 @@ where
                 };
                 // Commands sent before the switch are answered by the store they went to.
                 self.drain_quietly().await;
-                match m.set_phase(to, "SIDECAR MIGRATION PHASE") {
+                match m.switch(to, "SIDECAR MIGRATION PHASE").await {
                     Ok(from) => Reply::Bulk(Bytes::from(format!(
                         "phase {} -> {} (a reload or restart applies migration.phase from the config file again)",
                         from.label(),

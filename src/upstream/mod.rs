@@ -307,6 +307,11 @@ impl Upstream {
         }
     }
 
+    /// Whether this upstream opened `conn`.
+    pub fn owns(&self, conn: &PinnedConn) -> bool {
+        conn.origin == self.id()
+    }
+
     /// Tells upstreams apart (the migration runs two).
     fn id(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize

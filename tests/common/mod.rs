@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod migration;
 pub mod resp;
 
 use std::io::{ErrorKind, Read, Write};
@@ -436,6 +437,8 @@ pub struct SidecarToml {
     pub namespaces: Vec<String>,
     /// Serve the admin HTTP listener (on a free port: [`Sidecar::admin_addr`]).
     pub admin: bool,
+    /// Whole sections appended as written (e.g. `[migration]`).
+    pub sections: Vec<String>,
 }
 
 impl SidecarToml {
@@ -482,6 +485,12 @@ impl SidecarToml {
         self
     }
 
+    /// Append a whole section, header included (`"[migration]\nphase = \"shadow\""`).
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.to_string());
+        self
+    }
+
     pub fn render(&self, listen: &str) -> String {
         let mut s = String::from("[server]\n");
         s.push_str(&format!("listen = \"{listen}\"\n"));
@@ -506,6 +515,11 @@ impl SidecarToml {
         for ns in &self.namespaces {
             s.push_str("\n[[namespace]]\n");
             s.push_str(ns);
+            s.push('\n');
+        }
+        for section in &self.sections {
+            s.push('\n');
+            s.push_str(section);
             s.push('\n');
         }
         s
