@@ -5,7 +5,7 @@
 mod common;
 
 use common::migration::{number, phase, section, status, wait_copied, wait_reply};
-use common::{assert_reply, http, Sidecar, SidecarProcess, SidecarToml, RedisServer};
+use common::{assert_reply, http, RedisServer, Sidecar, SidecarProcess, SidecarToml};
 
 fn sidecar(old: &RedisServer, new: &RedisServer, phase: &str, extra: &[&str]) -> Sidecar {
     let toml = SidecarToml::new(&new.url())
@@ -26,7 +26,10 @@ fn every_phase_and_rollback_with_one_client_connected() {
     assert_reply(&new.cmd(&["EXISTS", "a"]), b":0\r\n");
 
     // off -> shadow: replies from the old store, each write copied to the new one.
-    assert!(phase(&mut c, "shadow").starts_with(b"$"), "phase change refused");
+    assert!(
+        phase(&mut c, "shadow").starts_with(b"$"),
+        "phase change refused"
+    );
     assert_reply(&c.cmd_str(&["INCR", "a"]), b":2\r\n");
     assert_reply(&c.cmd_str(&["LPUSH", "l", "x", "y"]), b":2\r\n");
     assert_reply(&c.cmd_str(&["HINCRBY", "h", "f", "5"]), b":5\r\n");
@@ -40,7 +43,11 @@ fn every_phase_and_rollback_with_one_client_connected() {
     assert_reply(&c.cmd_str(&["DEL", "gone"]), b":0\r\n");
     wait_copied(&mut c);
     wait_reply(&new, &["GET", "a"], b"$1\r\n2\r\n");
-    wait_reply(&new, &["LRANGE", "l", "0", "-1"], b"*2\r\n$1\r\ny\r\n$1\r\nx\r\n");
+    wait_reply(
+        &new,
+        &["LRANGE", "l", "0", "-1"],
+        b"*2\r\n$1\r\ny\r\n$1\r\nx\r\n",
+    );
     wait_reply(&new, &["HGET", "h", "f"], b"$1\r\n5\r\n");
     assert_reply(&new.cmd(&["TTL", "h"]), &old.cmd(&["TTL", "h"]));
     wait_reply(&new, &["GET", "tx"], b"$1\r\n1\r\n");
@@ -93,17 +100,32 @@ fn every_phase_and_rollback_with_one_client_connected() {
 
     // Jumps are refused; the phase and the connection stay.
     let jump = phase(&mut c, "off");
-    assert!(jump.starts_with(b"-ERR the migration phase moves one step"), "{}", common::show(&jump));
+    assert!(
+        jump.starts_with(b"-ERR the migration phase moves one step"),
+        "{}",
+        common::show(&jump)
+    );
     let s = status(&mut c);
     assert_eq!(s["phase"], "flipped");
     assert_eq!(s["serving"], "new");
     assert_eq!(s["copy_failures"], "0");
     assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
 
-    let metrics = http::get(sc.admin_addr(), "/metrics").expect("metrics").body;
-    assert!(metrics.contains("sidecar_migration_phase{phase=\"flipped\"} 1"), "{metrics}");
-    assert!(metrics.contains("sidecar_migration_keys_copied_total"), "{metrics}");
-    assert!(metrics.contains("sidecar_migration_queue_depth 0"), "{metrics}");
+    let metrics = http::get(sc.admin_addr(), "/metrics")
+        .expect("metrics")
+        .body;
+    assert!(
+        metrics.contains("sidecar_migration_phase{phase=\"flipped\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sidecar_migration_keys_copied_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sidecar_migration_queue_depth 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -127,8 +149,16 @@ fn reload_moves_the_phase_and_refuses_jumps_without_dropping_clients() {
 
     std::fs::write(&path, toml("done").render(&listen)).expect("write config");
     let refused = c.cmd_str(&["SIDECAR", "RELOAD"]);
-    assert!(refused.starts_with(b"-ERR reload refused"), "{}", common::show(&refused));
-    assert!(common::show(&refused).contains("one step at a time"), "{}", common::show(&refused));
+    assert!(
+        refused.starts_with(b"-ERR reload refused"),
+        "{}",
+        common::show(&refused)
+    );
+    assert!(
+        common::show(&refused).contains("one step at a time"),
+        "{}",
+        common::show(&refused)
+    );
     assert_eq!(status(&mut c)["phase"], "shadow");
 
     std::fs::write(&path, toml("flipped").render(&listen)).expect("write config");
@@ -168,10 +198,17 @@ fn parity_mismatches_are_counted_kept_and_exported() {
     let s = status(&mut c);
     assert_eq!(s["parity_mismatches{namespace=session,command=GET}"], "1");
     let recent = &s["recent_mismatch_0"];
-    assert!(recent.contains("namespace=session command=GET served_by=old key=\"session:1\""), "{recent}");
-    let metrics = http::get(sc.admin_addr(), "/metrics").expect("metrics").body;
     assert!(
-        metrics.contains("sidecar_migration_parity_mismatches_total{namespace=\"session\",command=\"GET\"} 1"),
+        recent.contains("namespace=session command=GET served_by=old key=\"session:1\""),
+        "{recent}"
+    );
+    let metrics = http::get(sc.admin_addr(), "/metrics")
+        .expect("metrics")
+        .body;
+    assert!(
+        metrics.contains(
+            "sidecar_migration_parity_mismatches_total{namespace=\"session\",command=\"GET\"} 1"
+        ),
         "{metrics}"
     );
 }

@@ -29,7 +29,11 @@ fn load(sc: &Sidecar, id: usize, halfway: &Barrier) -> u64 {
         if i == ROUNDS / 2 {
             halfway.wait();
         }
-        let (ctr, list, hash) = (format!("ctr:{}", i % 8), format!("list:{}", i % 4), format!("h:{}", i % 4));
+        let (ctr, list, hash) = (
+            format!("ctr:{}", i % 8),
+            format!("list:{}", i % 4),
+            format!("h:{}", i % 4),
+        );
         let value = format!("c{id}-{i}");
         match i % 6 {
             0 => {
@@ -58,7 +62,10 @@ fn counter_sum(server: &RedisServer) -> u64 {
         .map(|i| {
             let reply = server.cmd(&["GET", &format!("ctr:{i}")]);
             let text = String::from_utf8_lossy(&reply).to_string();
-            text.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0)
+            text.lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .unwrap_or(0)
         })
         .sum()
 }
@@ -79,19 +86,30 @@ fn concurrent_non_idempotent_writes_converge_across_the_flip() {
     halfway.wait();
     let mut admin = sc.conn();
     let flipped = phase(&mut admin, "flipped");
-    assert!(flipped.starts_with(b"$"), "flip refused: {}", common::show(&flipped));
+    assert!(
+        flipped.starts_with(b"$"),
+        "flip refused: {}",
+        common::show(&flipped)
+    );
     for w in workers {
         w.join().expect("load thread");
     }
     wait_copied(&mut admin);
     let expected = incrs.load(Ordering::Relaxed);
-    assert_eq!(counter_sum(&new), expected, "INCRs lost in the store of record");
+    assert_eq!(
+        counter_sum(&new),
+        expected,
+        "INCRs lost in the store of record"
+    );
     assert_eq!(counter_sum(&old), expected, "INCRs lost in the copy");
     assert_verified(&new, &old, &[]);
     assert_verified(&old, &new, &[]);
     let s = status(&mut admin);
     assert_eq!(s["copy_failures"], "0", "{s:?}");
-    assert!(s["last_switch"].starts_with("shadow -> flipped in"), "{s:?}");
+    assert!(
+        s["last_switch"].starts_with("shadow -> flipped in"),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -100,7 +118,11 @@ fn a_stopped_copy_target_is_counted_and_repaired_when_it_returns() {
         RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]),
         RedisServer::start(),
     );
-    let extra = ["retries = 2", "retry_backoff = \"20ms\"", "recheck_interval = \"100ms\""];
+    let extra = [
+        "retries = 2",
+        "retry_backoff = \"20ms\"",
+        "recheck_interval = \"100ms\"",
+    ];
     let sc = sidecar(&old, &new, "flipped", &extra);
     let mut c = sc.conn();
     for i in 0..20 {
@@ -113,11 +135,15 @@ fn a_stopped_copy_target_is_counted_and_repaired_when_it_returns() {
     // copies fail, are counted and parked.
     old.kill();
     for i in 0..40 {
-        assert_reply(&c.cmd_str(&["INCR", &format!("k:{i}")]), if i < 20 { b":2\r\n" } else { b":1\r\n" });
+        assert_reply(
+            &c.cmd_str(&["INCR", &format!("k:{i}")]),
+            if i < 20 { b":2\r\n" } else { b":1\r\n" },
+        );
     }
     assert_reply(&c.cmd_str(&["LPUSH", "later", "x"]), b":1\r\n");
     wait_for("copy failures to be counted", CONVERGE, || {
-        (number(&mut c, "copy_failures_unreachable") > 0 && number(&mut c, "parked_keys") > 0).then_some(())
+        (number(&mut c, "copy_failures_unreachable") > 0 && number(&mut c, "parked_keys") > 0)
+            .then_some(())
     });
 
     // Back again (its data kept on disk): the parked keys are copied.

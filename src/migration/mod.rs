@@ -40,8 +40,8 @@ use crate::keys::{self, CommandFlags, KeyArg};
 use crate::metrics::Registry;
 use crate::upstream::{PinnedConn, Upstream, UpstreamError};
 pub use keymap::{KeyMap, Side};
-pub use phase::Pass;
 use parity::Parity;
+pub use phase::Pass;
 use queue::Queue;
 pub use stats::CopyFailure;
 use stats::Stats;
@@ -314,7 +314,10 @@ impl Migration {
             ),
             format!(
                 "last_switch:{}",
-                self.last_switch.lock().map(|s| s.clone()).unwrap_or_default()
+                self.last_switch
+                    .lock()
+                    .map(|s| s.clone())
+                    .unwrap_or_default()
             ),
             format!("queue_depth:{depth}"),
             format!("parked_keys:{parked}"),

@@ -66,10 +66,19 @@ impl Migration {
             )),
         };
         let line = match &outcome {
-            Ok(_) => format!("{} -> {} in {}ms", from.label(), to.label(), started.elapsed().as_millis()),
+            Ok(_) => format!(
+                "{} -> {} in {}ms",
+                from.label(),
+                to.label(),
+                started.elapsed().as_millis()
+            ),
             Err(e) => {
                 warn!("migration: {e}");
-                format!("{} -> {} refused: timed out after {timeout:?}", from.label(), to.label())
+                format!(
+                    "{} -> {} refused: timed out after {timeout:?}",
+                    from.label(),
+                    to.label()
+                )
             }
         };
         if let Ok(mut last) = self.last_switch.lock() {
@@ -82,7 +91,12 @@ impl Migration {
         self.phase.store(to as u8, Ordering::Release);
         self.stats.set_phase(to);
         if from != to {
-            info!(from = from.label(), to = to.label(), by = why, "migration phase changed");
+            info!(
+                from = from.label(),
+                to = to.label(),
+                by = why,
+                "migration phase changed"
+            );
         }
     }
 

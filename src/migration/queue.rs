@@ -64,7 +64,11 @@ impl Queue {
     /// Up to `n` keys to copy now, oldest first. `copying` is set to the number taken
     /// before they leave the queue (so "nothing queued, nothing copying" is never seen
     /// while a copy is about to run).
-    pub fn take_counted(&self, n: usize, copying: &std::sync::atomic::AtomicUsize) -> Vec<(Bytes, Side)> {
+    pub fn take_counted(
+        &self,
+        n: usize,
+        copying: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<(Bytes, Side)> {
         let Ok(mut s) = self.state.lock() else {
             return Vec::new();
         };

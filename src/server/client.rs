@@ -393,9 +393,7 @@ where
         }
         let mut route = classify(&req.args);
         let live = self.ctx.live();
-        // Migration hook: an old_db client served by the old store skips the namespace stage.
-        let bypass = self.migration_bypass(&req);
-        let namespaced = live.namespaces.enabled() && !bypass;
+        let namespaced = live.namespaces.enabled();
         if let Some(db) = self
             .ns
             .as_ref()
@@ -446,7 +444,8 @@ where
             _ => None,
         };
         let mut extra = Extra::default();
-        if namespaced {
+        // Migration hook: an old_db client served by the old store skips the namespace stage.
+        if namespaced && !self.migration_bypass(&req) {
             let cx = StageCtx {
                 namespaces: &live.namespaces,
                 policy: &live.config.policy,
@@ -516,13 +515,21 @@ where
         }
         // Migration hook: remember what this command may write (copied once answered).
         if let Some(m) = self.ctx.migration.as_deref() {
+            let bypass = namespaced && self.migration_bypass(&req);
             let mc = self.mig.get_or_insert_with(Box::default);
             if mc.pass.is_none() {
                 mc.pass = m.pass().await;
             }
             let prefix = extra.prefix.as_ref().map(|p| (&p.prefix, p.indices()));
             let pinned = self.pinned.as_ref();
-            m.note(&req.args, prefix, bypass, pinned, &mut mc.scratch, &mut mc.pending);
+            m.note(
+                &req.args,
+                prefix,
+                bypass,
+                pinned,
+                &mut mc.scratch,
+                &mut mc.pending,
+            );
         }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));

@@ -91,6 +91,11 @@ pub fn assert_verified(from: &RedisServer, to: &RedisServer, extra: &[&str]) {
     let mut args = vec!["verify", "--from", &f, "--to", &t];
     args.extend_from_slice(extra);
     let out = tool(&args);
-    assert_eq!(out.status.code(), Some(0), "verify found differences:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify found differences:\n{}",
+        text(&out)
+    );
     assert!(text(&out).contains(" 0 differences"), "{}", text(&out));
 }
