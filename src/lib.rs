@@ -12,8 +12,10 @@
 //!
 //! Namespaces, the session cache, Sentinel discovery and the admin surface slot
 //! in between these stages as they arrive (see DESIGN.md's roadmap). Beside the
-//! data path: `metrics` (the per-instance registry every stage counts into) and
-//! `admin` (the HTTP listener for probes and Prometheus).
+//! data path: `metrics` (the per-instance registry every stage counts into),
+//! `admin` (the HTTP listener for probes and Prometheus) and `migration` (during a
+//! move from an old store: which store serves, copies of written keys to the other
+//! one, parity checks, and the `migrate` / `verify` commands).
 //!
 //! [`run`] is the single entry point shared by the binary and the tests: it takes
 //! already-bound listeners and a cancellation token.
