@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 
 use common::migration::{
-    assert_verified, phase, section, text, tool, wait_copied, wait_reply, CONVERGE,
+    assert_verified, migrate, phase, section, text, tool, wait_copied, wait_reply, CONVERGE,
 };
 use common::{assert_reply, sidecar_command, wait_for, RedisServer, Sidecar, SidecarToml};
 
@@ -116,9 +116,7 @@ fn backfill_leaves_keys_dual_write_made_newer_and_dry_run_writes_nothing() {
     assert!(report.contains("existing  1"), "{report}");
     assert_reply(&new.cmd(&["DBSIZE"]), b":1\r\n");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cp = dir.path().join("cp").to_string_lossy().to_string();
-    let run = tool(&["migrate", "--from", &from, "--to", &to, "--checkpoint", &cp]);
+    let run = migrate(&old, &new, &[]);
     let report = text(&run);
     assert!(
         report.contains("copied    2") && report.contains("existing  1"),
@@ -138,14 +136,7 @@ fn verify_lists_injected_differences() {
     }
     old.cmd(&["HSET", "h", "f", "1"]);
     let (from, to) = (old.url(), new.url());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cp = dir.path().join("cp").to_string_lossy().to_string();
-    assert_eq!(
-        tool(&["migrate", "--from", &from, "--to", &to, "--checkpoint", &cp])
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(migrate(&old, &new, &[]).status.code(), Some(0));
     assert_verified(&old, &new, &[]);
 
     new.cmd(&["DEL", "k1"]);
@@ -187,15 +178,7 @@ fn old_db_keys_take_the_namespace_prefix_through_every_step() {
     db3.cmd_str(&["PEXPIRE", "user:1", "700000"]);
     let url = redis.url();
     let scope = ["--db", "3", "--prefix", "session:"];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cp = dir.path().join("cp").to_string_lossy().to_string();
-    let out = tool(
-        &[
-            &["migrate", "--from", &url, "--to", &url, "--checkpoint", &cp][..],
-            &scope,
-        ]
-        .concat(),
-    );
+    let out = migrate(&redis, &redis, &scope);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_reply(&redis.cmd(&["GET", "session:abc"]), b"$1\r\n1\r\n");
     assert_verified(&redis, &redis, &scope);

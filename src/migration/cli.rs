@@ -28,14 +28,21 @@ pub struct ScopeArgs {
     pub prefix: Option<String>,
 }
 
+/// The two stores, shared by both commands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
-pub struct MigrateArgs {
-    /// The store to copy from (redis://, rediss://, redis-sentinel://)
+pub struct StoreArgs {
+    /// The store keys come from: the store of record (redis://, rediss://, redis-sentinel://)
     #[arg(long, value_name = "URL")]
     pub from: Option<String>,
-    /// The store to copy to
+    /// The store that receives them (migrate) or should hold the same (verify)
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     /// At most this many keys per second [default: as fast as it goes]
@@ -58,12 +65,8 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct VerifyArgs {
-    /// The store of record (where the keys come from)
-    #[arg(long, value_name = "URL")]
-    pub from: Option<String>,
-    /// The store that should hold the same
-    #[arg(long, value_name = "URL")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub stores: StoreArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     /// Compare only this many keys of the source (and skip the search for extra keys)
@@ -98,11 +101,11 @@ pub struct Job {
 impl Job {
     /// `config` is the sidecar config (for `--namespace`).
     pub fn new(
-        from: Option<&str>,
-        to: Option<&str>,
+        stores: &StoreArgs,
         scope: &ScopeArgs,
         config: Option<&Config>,
     ) -> Result<Job, Usage> {
+        let (from, to) = (stores.from.as_deref(), stores.to.as_deref());
         let url = |flag: &str, v: Option<&str>| -> Result<UpstreamConfig, Usage> {
             let v = v.ok_or_else(|| Usage(format!("--{flag} URL is required")))?;
             let base = UpstreamConfig {
@@ -202,7 +205,12 @@ mod tests {
     #[test]
     fn flags_are_checked() {
         let a = Some("redis://127.0.0.1:1");
-        let err = |s: ScopeArgs, from: Option<&str>| Job::new(from, a, &s, None).err().map(|u| u.0);
+        let stores = |from: Option<&str>| StoreArgs {
+            from: from.map(str::to_owned),
+            to: a.map(str::to_owned),
+        };
+        let err =
+            |s: ScopeArgs, from: Option<&str>| Job::new(&stores(from), &s, None).err().map(|u| u.0);
         assert!(err(scope(None, None, None), None).is_some_and(|e| e.contains("--from")));
         assert!(err(scope(Some("x"), Some(1), None), a).is_some_and(|e| e.contains("exclude")));
         assert!(err(scope(None, Some(1), None), a).is_some_and(|e| e.contains("--prefix")));
@@ -211,7 +219,7 @@ mod tests {
         assert!(
             err(scope(None, None, None), Some("http://x")).is_some_and(|e| e.contains("--from"))
         );
-        let job = Job::new(a, a, &scope(None, Some(3), Some("s:")), None).expect("valid");
+        let job = Job::new(&stores(a), &scope(None, Some(3), Some("s:")), None).expect("valid");
         assert_eq!(job.from.db, 3);
         assert_eq!(job.to.db, 0);
     }

@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::cli::{tolerance, Job, MigrateArgs, ScopeArgs, Usage, VerifyArgs};
+use super::cli::{tolerance, Job, MigrateArgs, ScopeArgs, StoreArgs, Usage, VerifyArgs};
 use crate::config::Config;
 
 /// Differences found (verify) or keys that failed (migrate).
@@ -27,7 +27,7 @@ pub fn migrate(args: &MigrateArgs, load: &dyn Fn() -> Result<Config, String>) ->
             &Usage("--dry-run writes no checkpoint, so it cannot --resume".into()),
         );
     }
-    let job = match job(args.from.as_deref(), args.to.as_deref(), &args.scope, load) {
+    let job = match job(&args.stores, &args.scope, load) {
         Ok(job) => job,
         Err(e) => return usage("migrate", &e),
     };
@@ -57,7 +57,7 @@ pub fn verify(args: &VerifyArgs, load: &dyn Fn() -> Result<Config, String>) -> i
         Ok(t) => t,
         Err(e) => return usage("verify", &e),
     };
-    let job = match job(args.from.as_deref(), args.to.as_deref(), &args.scope, load) {
+    let job = match job(&args.stores, &args.scope, load) {
         Ok(job) => job,
         Err(e) => return usage("verify", &e),
     };
@@ -87,8 +87,7 @@ pub fn verify(args: &VerifyArgs, load: &dyn Fn() -> Result<Config, String>) -> i
 }
 
 fn job(
-    from: Option<&str>,
-    to: Option<&str>,
+    stores: &StoreArgs,
     scope: &ScopeArgs,
     load: &dyn Fn() -> Result<Config, String>,
 ) -> Result<Job, Usage> {
@@ -96,7 +95,7 @@ fn job(
         Some(_) => Some(load().map_err(|e| Usage(format!("--namespace needs the config: {e}")))?),
         None => None,
     };
-    Job::new(from, to, scope, config.as_ref())
+    Job::new(stores, scope, config.as_ref())
 }
 
 fn usage(cmd: &str, e: &Usage) -> i32 {

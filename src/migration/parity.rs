@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::keymap::Side;
+use super::verify::{quote, sort};
 use super::Migration;
 use crate::keys;
-use crate::resp::value::Value;
 
 /// Sampled reads one client batch may hand over, and reads waiting to be checked.
 pub const MAX_PENDING: usize = 64;
@@ -139,7 +139,7 @@ pub(super) async fn check_some(m: &Migration) {
             "at={at} namespace={namespace} command={} served_by={} key={}",
             cmd.name,
             served.label(),
-            printable(&key)
+            quote(&key)
         ));
     }
 }
@@ -160,57 +160,27 @@ async fn same(m: &Migration, name: &str, old_req: &[Bytes], new_req: &[Bytes]) -
     let (a, b) = tokio::join!(m.store(Side::Old).call(&old), m.store(Side::New).call(&new));
     let (mut a, mut b) = (a.ok()?.pop()?, b.ok()?.pop()?);
     if unordered(name) {
-        normalize(&mut a, name == "HGETALL");
-        normalize(&mut b, name == "HGETALL");
+        sort(&mut a, name == "HGETALL");
+        sort(&mut b, name == "HGETALL");
     }
     Some(a == b)
-}
-
-/// Sort an array reply (field/value pairs kept together for HGETALL).
-fn normalize(v: &mut Value, pairs: bool) {
-    let Value::Array(items) = v else { return };
-    if pairs {
-        let mut chunks: Vec<Vec<Value>> = items.chunks(2).map(|c| c.to_vec()).collect();
-        chunks.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
-        *items = chunks.into_iter().flatten().collect();
-    } else {
-        items.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
-    }
-}
-
-/// A key as redis-cli would quote it (for STATUS only, never for logs).
-fn printable(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len() + 2);
-    out.push('"');
-    for &b in key.iter().take(200) {
-        match b {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(b as char);
-            }
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resp::value::Value;
 
     #[test]
     fn order_free_replies_compare_equal() {
         let b = |s: &'static str| Value::Bulk(Bytes::from_static(s.as_bytes()));
         let mut x = Value::Array(vec![b("f2"), b("v2"), b("f1"), b("v1")]);
         let mut y = Value::Array(vec![b("f1"), b("v1"), b("f2"), b("v2")]);
-        normalize(&mut x, true);
-        normalize(&mut y, true);
+        sort(&mut x, true);
+        sort(&mut y, true);
         assert_eq!(x, y);
         assert!(!comparable("SRANDMEMBER"));
         assert!(comparable("GET"));
         assert!(!comparable("OBJECT ENCODING"));
-        assert_eq!(printable(b"a\"\x01"), "\"a\\\"\\x01\"");
     }
 }

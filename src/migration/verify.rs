@@ -92,7 +92,8 @@ impl Outcome {
     }
 }
 
-fn quote(key: &[u8]) -> String {
+/// A key as redis-cli would quote it (for reports and STATUS, never for logs).
+pub(super) fn quote(key: &[u8]) -> String {
     let mut s = String::from("\"");
     for &b in key {
         match b {
@@ -252,7 +253,9 @@ async fn same_value(
     Ok(x == y)
 }
 
-fn sort(v: &mut Value, pairs: bool) {
+/// Sort an array reply whose order depends on the store's internals (field/value
+/// pairs kept together when `pairs`).
+pub(super) fn sort(v: &mut Value, pairs: bool) {
     let Value::Array(items) = v else { return };
     let key = |v: &Value| v.bytes().map(<[u8]>::to_vec).unwrap_or_default();
     if pairs {

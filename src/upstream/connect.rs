@@ -117,19 +117,8 @@ impl Connector {
     }
 
     async fn select(&self, conn: &mut Conn) -> Result<(), UpstreamError> {
-        let req = Request::from_args(vec![
-            Bytes::from_static(b"SELECT"),
-            Bytes::from(self.db.to_string()),
-        ]);
-        conn.write
-            .write_all(&req.raw)
-            .await
-            .map_err(|e| UpstreamError::Connect(format!("SELECT write: {e}")))?;
-        let reply = read_one(conn).await?;
-        if reply.first() == Some(&b'-') {
-            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-            return Err(UpstreamError::Handshake(text));
-        }
+        let db = Bytes::from(self.db.to_string());
+        exchange(conn, vec![Bytes::from_static(b"SELECT"), db], "SELECT").await?;
         Ok(())
     }
 
@@ -153,16 +142,7 @@ impl Connector {
         }
         args.push(Bytes::from_static(b"SETNAME"));
         args.push(Bytes::from_static(b"resp-sidecar"));
-        let req = Request::from_args(args);
-        conn.write
-            .write_all(&req.raw)
-            .await
-            .map_err(|e| UpstreamError::Connect(format!("handshake write: {e}")))?;
-        let reply = read_one(conn).await?;
-        if reply.first() == Some(&b'-') {
-            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-            return Err(UpstreamError::Handshake(text));
-        }
+        let reply = exchange(conn, args, "handshake").await?;
         Ok(ServerHello {
             version: field(&reply, b"version").unwrap_or_else(|| ServerHello::default().version),
             mode: field(&reply, b"mode").unwrap_or_else(|| "standalone".into()),
@@ -170,6 +150,21 @@ impl Connector {
             id: int_field(&reply, b"id"),
         })
     }
+}
+
+/// One command of the connection set-up and its reply; an error reply fails the set-up.
+async fn exchange(conn: &mut Conn, args: Vec<Bytes>, what: &str) -> Result<Bytes, UpstreamError> {
+    let req = Request::from_args(args);
+    conn.write
+        .write_all(&req.raw)
+        .await
+        .map_err(|e| UpstreamError::Connect(format!("{what} write: {e}")))?;
+    let reply = read_one(conn).await?;
+    if reply.first() == Some(&b'-') {
+        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        return Err(UpstreamError::Handshake(text));
+    }
+    Ok(reply)
 }
 
 /// Read exactly one complete frame from a connection (handshake and control use only).

@@ -99,3 +99,13 @@ pub fn assert_verified(from: &RedisServer, to: &RedisServer, extra: &[&str]) {
     );
     assert!(text(&out).contains(" 0 differences"), "{}", text(&out));
 }
+
+/// `migrate --from a --to b` plus `extra`, with its checkpoint in a temp dir.
+pub fn migrate(from: &RedisServer, to: &RedisServer, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = dir.path().join("checkpoint").to_string_lossy().to_string();
+    let (f, t) = (from.url(), to.url());
+    let mut args = vec!["migrate", "--from", &f, "--to", &t, "--checkpoint", &cp];
+    args.extend_from_slice(extra);
+    tool(&args)
+}
