@@ -212,3 +212,22 @@ fn parity_mismatches_are_counted_kept_and_exported() {
         "{metrics}"
     );
 }
+
+#[test]
+fn the_old_store_can_be_found_through_sentinel() {
+    let (old, new) = (RedisServer::start(), RedisServer::start());
+    let sentinel = common::sentinel::SentinelProcess::start("legacy", old.port());
+    let url = format!("redis-sentinel://127.0.0.1:{}/legacy", sentinel.port());
+    let toml = SidecarToml::new(&new.url())
+        .section(&format!("[migration]\nold_url = \"{url}\"\nphase = \"shadow\"\n"));
+    let sc = Sidecar::start(&toml);
+    let mut c = sc.conn();
+    common::wait_for("the old primary", common::migration::CONVERGE, || {
+        (c.cmd_str(&["SET", "k", "1"]) == b"+OK\r\n").then_some(())
+    });
+    assert_reply(&c.cmd_str(&["INCR", "k"]), b":2\r\n");
+    assert_reply(&old.cmd(&["GET", "k"]), b"$1\r\n2\r\n");
+    wait_copied(&mut c);
+    wait_reply(&new, &["GET", "k"], b"$1\r\n2\r\n");
+    assert!(status(&mut c)["old_store"].starts_with("redis-sentinel://"));
+}
