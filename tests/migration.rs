@@ -218,8 +218,9 @@ fn the_old_store_can_be_found_through_sentinel() {
     let (old, new) = (RedisServer::start(), RedisServer::start());
     let sentinel = common::sentinel::SentinelProcess::start("legacy", old.port());
     let url = format!("redis-sentinel://127.0.0.1:{}/legacy", sentinel.port());
-    let toml = SidecarToml::new(&new.url())
-        .section(&format!("[migration]\nold_url = \"{url}\"\nphase = \"shadow\"\n"));
+    let toml = SidecarToml::new(&new.url()).section(&format!(
+        "[migration]\nold_url = \"{url}\"\nphase = \"shadow\"\n"
+    ));
     let sc = Sidecar::start(&toml);
     let mut c = sc.conn();
     common::wait_for("the old primary", common::migration::CONVERGE, || {
@@ -230,4 +231,32 @@ fn the_old_store_can_be_found_through_sentinel() {
     wait_copied(&mut c);
     wait_reply(&new, &["GET", "k"], b"$1\r\n2\r\n");
     assert!(status(&mut c)["old_store"].starts_with("redis-sentinel://"));
+}
+
+#[test]
+fn readiness_follows_the_store_of_record() {
+    let (mut old, new) = (RedisServer::start(), RedisServer::start());
+    let sc = sidecar(&old, &new, "shadow", &[]);
+    let ready = || {
+        http::get(sc.admin_addr(), "/readyz")
+            .expect("readyz")
+            .status
+    };
+    common::wait_for("ready", common::migration::CONVERGE, || {
+        (ready() == 200).then_some(())
+    });
+    old.kill();
+    common::wait_for(
+        "not ready without the old store",
+        common::migration::CONVERGE,
+        || (ready() == 503).then_some(()),
+    );
+    let mut c = sc.conn();
+    assert!(phase(&mut c, "flipped").starts_with(b"$"));
+    common::wait_for(
+        "ready on the new store",
+        common::migration::CONVERGE,
+        || (ready() == 200).then_some(()),
+    );
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n");
 }
