@@ -100,27 +100,41 @@ impl Migration {
         }
     }
 
-    /// A reloaded `[migration]`: compare_sample applies now, the phase (one step) is
-    /// moved in the background; the rest needs a restart (named in the reload report).
-    pub fn reload(self: &Arc<Self>, new: &MigrationConfig) -> Result<Vec<&'static str>, String> {
-        one_step(self.phase(), new.phase)?;
+    /// Whether a reload may move the phase to `to` (one step at most).
+    pub fn check_step(&self, to: Phase) -> Result<(), String> {
+        one_step(self.phase(), to)
+    }
+
+    /// A reloaded `[migration]` (checked with [`Migration::check_step`]): compare_sample
+    /// applies now, a new phase is moved to in the background. Returns the settings
+    /// that changed but need a restart, and what happened to the phase.
+    pub fn reload(self: &Arc<Self>, new: &MigrationConfig) -> (Vec<&'static str>, String) {
         self.compare_ppm
             .store(new.compare_per_million, Ordering::Relaxed);
-        if new.phase != self.phase() {
+        let now = self.phase();
+        let phase = if new.phase == now {
+            format!("migration phase {}", now.label())
+        } else {
             let m = self.clone();
             let to = new.phase;
             tokio::spawn(async move {
                 let _ = m.switch(to, "reload").await;
             });
-        }
+            format!(
+                "migration phase {} -> {} under way (SIDECAR MIGRATION STATUS shows when it is done)",
+                now.label(),
+                to.label()
+            )
+        };
         let mut unchanged = new.clone();
         unchanged.phase = self.config.phase;
         unchanged.compare_per_million = self.config.compare_per_million;
-        Ok(if unchanged != self.config {
+        let restart = if unchanged != self.config {
             vec!["migration (old store, old_db, queue, retry and switch settings)"]
         } else {
             Vec::new()
-        })
+        };
+        (restart, phase)
     }
 }
 

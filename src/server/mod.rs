@@ -157,20 +157,22 @@ impl Ctx {
         };
         let new = source()?;
         let mut restart = restart_only_changes(&self.config, &new);
-        match &self.migration {
-            // The phase moves first: a refused step keeps the whole running config.
-            Some(m) => restart.extend(m.reload(&new.migration)?),
-            None if new.migration != self.config.migration => restart.push("migration"),
-            None => {}
+        if let Some(m) = &self.migration {
+            // A phase jump refuses the whole reload, before anything is applied.
+            m.check_step(new.migration.phase)?;
+        } else if new.migration != self.config.migration {
+            restart.push("migration");
         }
         if let Some(apply) = &self.log_reload {
             apply(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
         }
-        self.live.store(Arc::new(Live::new(new)));
         let mut report = String::from("applied namespaces, policy, client limits and log level");
         if let Some(m) = &self.migration {
-            report.push_str(&format!(", migration phase {}", m.phase().label()));
+            let (needs_restart, phase) = m.reload(&new.migration);
+            restart.extend(needs_restart);
+            report.push_str(&format!(", {phase}"));
         }
+        self.live.store(Arc::new(Live::new(new)));
         if !restart.is_empty() {
             report.push_str(&format!(
                 "; these changed but need a restart and were NOT applied: {}",
