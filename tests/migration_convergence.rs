@@ -154,3 +154,22 @@ fn a_stopped_copy_target_is_counted_and_repaired_when_it_returns() {
     assert_reply(&old.cmd(&["GET", "k:30"]), b"$1\r\n1\r\n");
     assert!(number(&mut c, "copy_retries") > 0);
 }
+
+#[test]
+fn keys_beyond_the_queue_bound_are_counted_not_held() {
+    let (old, mut new) = (RedisServer::start(), RedisServer::start());
+    let extra = ["queue_max = 2", "retries = 50", "retry_backoff = \"50ms\""];
+    let sc = sidecar(&old, &new, "shadow", &extra);
+    let mut c = sc.conn();
+    // The copy target is gone: the worker keeps retrying its first batch, the queue
+    // fills, and what does not fit is counted while clients are served on.
+    new.kill();
+    for i in 0..20 {
+        assert_reply(&c.cmd_str(&["SET", &format!("k{i}"), "v"]), b"+OK\r\n");
+    }
+    wait_for("queue_full failures", CONVERGE, || {
+        (number(&mut c, "copy_failures_queue_full") > 0).then_some(())
+    });
+    let s = status(&mut c);
+    assert!(s["queue_depth"].parse::<u64>().unwrap_or(99) <= 2, "{s:?}");
+}

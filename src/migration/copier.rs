@@ -96,10 +96,10 @@ async fn copy_with_retries(
 
 fn park(m: &Migration, from: Side, keys: Vec<Bytes>, e: &UpstreamError) {
     let n = keys.len() as u64;
-    let mut dropped = 0;
+    let mut dropped = Vec::new();
     for key in keys {
-        if !m.queue.park(from, key) {
-            dropped += 1;
+        if !m.queue.park(from, key.clone()) {
+            dropped.push(key);
         }
     }
     m.stats.failure(CopyFailure::Unreachable).add(n);
@@ -109,8 +109,8 @@ fn park(m: &Migration, from: Side, keys: Vec<Bytes>, e: &UpstreamError) {
         error = %e,
         "migration: copy to the other store failed after every retry; keys parked until it answers"
     );
-    if dropped > 0 {
-        m.failed(CopyFailure::Dropped, dropped);
+    if !dropped.is_empty() {
+        m.failed(CopyFailure::Dropped, &dropped);
     }
     m.stats.parked.set(m.queue.depth().1 as f64);
 }
@@ -154,24 +154,28 @@ async fn copy(m: &Migration, from: Side, keys: &[Bytes]) -> Result<(), UpstreamE
         .call(&dump::read_commands(named.iter().map(|(src, _)| src)))
         .await?;
     let mut writes = Vec::with_capacity(named.len());
-    let mut refused = 0;
+    let mut written = Vec::with_capacity(named.len());
+    let mut refused = Vec::new();
     for ((_, dst), snap) in named.iter().zip(dump::parse(replies)) {
         match snap {
-            Ok(snap) => writes.push(dump::write_command(dst, &snap, true)),
-            Err(_) => refused += 1,
+            Ok(snap) => {
+                writes.push(dump::write_command(dst, &snap, true));
+                written.push(dst);
+            }
+            Err(_) => refused.push(dst.clone()),
         }
     }
     let replies = m.store(to).call(&writes).await?;
     let mut copied = 0;
-    for reply in &replies {
+    for (reply, dst) in replies.iter().zip(written) {
         match reply {
-            Value::Error(_) => refused += 1,
+            Value::Error(_) => refused.push(dst.clone()),
             _ => copied += 1,
         }
     }
     m.stats.copied.add(copied);
-    if refused > 0 {
-        m.failed(CopyFailure::Refused, refused);
+    if !refused.is_empty() {
+        m.failed(CopyFailure::Refused, &refused);
     }
     Ok(())
 }

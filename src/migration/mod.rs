@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, MigrationConfig, Phase};
 use crate::keys::{self, CommandFlags, KeyArg};
@@ -214,7 +214,7 @@ impl Migration {
         if writes {
             for k in scratch.iter().filter(|k| k.kind == keys::ArgKind::Key) {
                 if pending.writes.len() >= MAX_PENDING_WRITES {
-                    self.failed(CopyFailure::QueueFull, 1);
+                    self.failed(CopyFailure::QueueFull, &[name(k)]);
                     continue;
                 }
                 pending.writes.push((side, name(k)));
@@ -241,14 +241,14 @@ impl Migration {
         if pending.is_empty() {
             return;
         }
-        let mut full = 0;
+        let mut full = Vec::new();
         for (side, key) in pending.writes.drain(..) {
-            if self.queue.push(side, key).is_err() {
-                full += 1;
+            if let Err(key) = self.queue.push(side, key) {
+                full.push(key);
             }
         }
-        if full > 0 {
-            self.failed(CopyFailure::QueueFull, full);
+        if !full.is_empty() {
+            self.failed(CopyFailure::QueueFull, &full);
         }
         if !pending.reads.is_empty() {
             for (side, req) in pending.reads.drain(..) {
@@ -260,13 +260,18 @@ impl Migration {
         self.stats.queue_depth.set(self.queue.depth().0 as f64);
     }
 
-    fn failed(&self, why: CopyFailure, n: u64) {
-        self.stats.failure(why).add(n);
+    /// Count and log keys that could not be copied: one `warn` line with the count (no key
+    /// bytes), and at `debug` one line per key naming it.
+    fn failed(&self, why: CopyFailure, keys: &[Bytes]) {
+        self.stats.failure(why).add(keys.len() as u64);
         warn!(
             reason = why.label(),
-            keys = n,
+            keys = keys.len(),
             "migration: keys could not be copied to the other store; run `resp-sidecar verify` (and `migrate`) to repair"
         );
+        for key in keys {
+            debug!(reason = why.label(), key = %verify::quote(key), "migration: key not copied");
+        }
     }
 
     /// The namespace a new-store key belongs to, for the mismatch label.

@@ -13,12 +13,6 @@ use tokio::sync::Notify;
 
 use super::keymap::Side;
 
-/// Why a key was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    Full,
-}
-
 #[derive(Default)]
 struct State {
     order: VecDeque<Bytes>,
@@ -42,17 +36,18 @@ impl Queue {
         }
     }
 
-    /// Queue `key`, written in `side`, for copying to the other store.
-    pub fn push(&self, side: Side, key: Bytes) -> Result<(), Refused> {
+    /// Queue `key`, written in `side`, for copying to the other store; the key comes
+    /// back when the queue is full.
+    pub fn push(&self, side: Side, key: Bytes) -> Result<(), Bytes> {
         let Ok(mut s) = self.state.lock() else {
-            return Err(Refused::Full);
+            return Err(key);
         };
         if let Some(at) = s.pending.get_mut(&key) {
             *at = side;
             return Ok(());
         }
         if s.pending.len() >= self.max {
-            return Err(Refused::Full);
+            return Err(key);
         }
         s.pending.insert(key.clone(), side);
         s.order.push_back(key);
@@ -155,7 +150,7 @@ mod tests {
         q.push(Side::Old, key("a")).expect("room");
         q.push(Side::Old, key("b")).expect("room");
         q.push(Side::New, key("a")).expect("already queued");
-        assert_eq!(q.push(Side::Old, key("c")), Err(Refused::Full));
+        assert_eq!(q.push(Side::Old, key("c")), Err(key("c")));
         assert_eq!(
             q.take_counted(10, &Default::default()),
             vec![(key("a"), Side::New), (key("b"), Side::Old)]
