@@ -13,7 +13,11 @@
 //!
 //! This module owns the phase, the old store's connections, the copy queue and its
 //! worker, the parity checks and the backfill and verify commands. The client loop
-//! only calls [`Migration::serving`], [`Migration::note`] and [`Migration::flush`].
+//! only asks which store serves ([`Migration::serving`], and
+//! [`Migration::bypasses_namespaces`] for `old_db` clients), takes a [`Pass`] for
+//! each batch (so the store of record only moves between batches, see `phase`),
+//! and hands over what the batch wrote or sampled ([`Migration::note`], then
+//! [`Migration::flush`] once its replies are in).
 
 pub mod backfill;
 pub mod cli;
