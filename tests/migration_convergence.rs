@@ -171,5 +171,6 @@ fn keys_beyond_the_queue_bound_are_counted_not_held() {
         (number(&mut c, "copy_failures_queue_full") > 0).then_some(())
     });
     let s = status(&mut c);
-    assert!(s["queue_depth"].parse::<u64>().unwrap_or(99) <= 2, "{s:?}");
+    // At most queue_max waiting, plus the batch the worker holds (taken from the queue).
+    assert!(s["queue_depth"].parse::<u64>().unwrap_or(99) <= 4, "{s:?}");
 }

@@ -290,7 +290,9 @@ impl Migration {
 
     /// `SIDECAR MIGRATION STATUS`, one line per fact.
     pub fn status(&self) -> Vec<String> {
-        let (depth, parked) = self.queue.depth();
+        let (waiting, parked) = self.queue.depth();
+        // Keys the worker is copying right now count as queued until they are done.
+        let depth = waiting + self.copying.load(Ordering::Acquire);
         let phase = self.phase();
         let mut lines = vec![
             format!("phase:{}", phase.label()),

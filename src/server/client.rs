@@ -184,6 +184,9 @@ struct MigClient {
     scratch: Vec<KeyArg>,
     /// Held from the batch's first forwarded command until its keys are queued.
     pass: Option<crate::migration::Pass>,
+    /// Set while a command waits for earlier ones before it is pinned: that drain
+    /// keeps the pass and the command's keys.
+    hold: bool,
 }
 
 /// One client's namespace state.
@@ -510,6 +513,11 @@ where
         {
             extra.fix = Some(Fix::AppendInfo(info::section(&self.ctx)));
         }
+        // Migration hook: hold the pass (the store of record stays put until this batch is
+        // answered); a pinned connection to the store that no longer serves is given up.
+        if self.ctx.migration.is_some() {
+            self.migration_enter().await?;
+        }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
         }
@@ -517,9 +525,6 @@ where
         if let Some(m) = self.ctx.migration.as_deref() {
             let bypass = namespaced && self.migration_bypass(&req);
             let mc = self.mig.get_or_insert_with(Box::default);
-            if mc.pass.is_none() {
-                mc.pass = m.pass().await;
-            }
             let prefix = extra.prefix.as_ref().map(|p| (&p.prefix, p.indices()));
             let pinned = self.pinned.as_ref();
             m.note(
@@ -576,7 +581,9 @@ where
     ) -> Result<(), Closed> {
         if self.pinned.is_none() {
             // Everything sent before on the shared connection must be answered first.
+            self.migration_hold(true);
             self.drain().await?;
+            self.migration_hold(false);
             match self.store().pin(self.conn.proto).await {
                 Ok(p) => {
                     self.pinned = Some(p);
@@ -784,14 +791,15 @@ where
                 self.write_out().await?;
             }
         }
-        self.write_out().await?;
-        // Migration hook: every reply is in; queue the copies (a transaction's at EXEC).
+        // Migration hook: every reply is in; queue the copies (a transaction's at EXEC)
+        // before the client sees the last reply.
         if let (Some(m), Some(mc)) = (self.ctx.migration.as_deref(), self.mig.as_mut()) {
-            if !self.session.multi {
+            if !self.session.multi && !mc.hold {
                 m.flush(&mut mc.pending);
                 mc.pass = None;
             }
         }
+        self.write_out().await?;
         self.maybe_release();
         Ok(())
     }
@@ -1044,6 +1052,35 @@ where
         match &self.ctx.migration {
             Some(m) => m.serving(),
             None => &self.ctx.upstream,
+        }
+    }
+
+    /// Hold the migration pass for this batch. A pinned connection to the store that no
+    /// longer serves (the phase moved since it was opened) is given up outside a
+    /// transaction, as after a failover: earlier commands are answered first, its state
+    /// (subscriptions, db, tracking) is rebuilt on the serving store and a WATCH is
+    /// reported lost at EXEC.
+    async fn migration_enter(&mut self) -> Result<(), Closed> {
+        let Some(m) = self.ctx.migration.clone() else {
+            return Ok(());
+        };
+        loop {
+            let mc = self.mig.get_or_insert_with(Box::default);
+            if mc.pass.is_none() {
+                mc.pass = m.pass().await;
+            }
+            let elsewhere = self.pinned.as_ref().is_some_and(|p| !m.serving().owns(p));
+            if !elsewhere || self.session.multi {
+                return Ok(());
+            }
+            self.drain().await?;
+            self.drop_pinned();
+        }
+    }
+
+    fn migration_hold(&mut self, hold: bool) {
+        if let Some(mc) = self.mig.as_mut() {
+            mc.hold = hold;
         }
     }
 
