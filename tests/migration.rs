@@ -260,3 +260,25 @@ fn readiness_follows_the_store_of_record() {
     );
     assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n");
 }
+
+#[test]
+fn a_watch_across_the_flip_is_reported_lost_and_nothing_is_written() {
+    let (old, new) = (RedisServer::start(), RedisServer::start());
+    let sc = sidecar(&old, &new, "shadow", &[]);
+    let mut c = sc.conn();
+    assert_reply(&c.cmd_str(&["SET", "k", "0"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["WATCH", "k"]), b"+OK\r\n");
+    // The store of record moves while the client watches a key in the old one.
+    let mut admin = sc.conn();
+    assert!(phase(&mut admin, "flipped").starts_with(b"$"));
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["SET", "k", "1"]), b"+QUEUED\r\n");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*-1\r\n");
+    assert_reply(&c.cmd_str(&["GET", "k"]), b"$1\r\n0\r\n");
+    // The next transaction runs on the new store and is copied back.
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["INCR", "k"]), b"+QUEUED\r\n");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n:1\r\n");
+    wait_copied(&mut admin);
+    assert_reply(&old.cmd(&["GET", "k"]), b"$1\r\n1\r\n");
+}
