@@ -8,6 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use common::migration::{assert_verified, number, phase, section, status, wait_copied, CONVERGE};
 use common::{assert_reply, wait_for, RedisServer, Sidecar, SidecarToml};
@@ -173,4 +174,45 @@ fn keys_beyond_the_queue_bound_are_counted_not_held() {
     let s = status(&mut c);
     // At most queue_max waiting, plus the batch the worker holds (taken from the queue).
     assert!(s["queue_depth"].parse::<u64>().unwrap_or(99) <= 4, "{s:?}");
+}
+
+#[test]
+fn transactions_on_the_old_store_survive_a_failover_of_the_new_one() {
+    use common::sentinel::SentinelCluster;
+    let cluster = SentinelCluster::start("newstore");
+    let old = RedisServer::start();
+    let list: Vec<String> = cluster
+        .sentinel_ports()
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    let mut toml = SidecarToml::new("unused")
+        .upstream("mode = \"sentinel\"")
+        .upstream(&format!("sentinels = [{}]", list.join(", ")))
+        .upstream("master_name = \"newstore\"")
+        .upstream("failover_wait = \"10s\"")
+        .section(&section(&old, "shadow", &[]));
+    toml.url = None;
+    let sc = Sidecar::start(&toml);
+    let mut c = sc.conn();
+    let tx = |c: &mut common::RawConn, want: &[u8]| {
+        assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
+        assert_reply(&c.cmd_str(&["INCR", "t"]), b"+QUEUED\r\n");
+        let exec = c.cmd_str(&["EXEC"]);
+        assert_reply(&exec, want);
+    };
+    tx(&mut c, b"*1\r\n:1\r\n");
+    wait_copied(&mut c);
+
+    // The new store fails over; the old one, which serves, does not change.
+    cluster.failover();
+    cluster.wait_primary_is(cluster.node_port(1), Duration::from_secs(30));
+    let primary = &cluster.nodes[1];
+    assert_reply(&c.cmd_str(&["SET", "probe", "1"]), b"+OK\r\n");
+    wait_for("copies to reach the new primary", CONVERGE, || {
+        (primary.cmd(&["GET", "probe"]) == b"$1\r\n1\r\n").then_some(())
+    });
+    tx(&mut c, b"*1\r\n:2\r\n");
+    wait_copied(&mut c);
+    assert_reply(&primary.cmd(&["GET", "t"]), b"$1\r\n2\r\n");
 }

@@ -157,6 +157,11 @@ impl Migration {
         self.store(serving_side(self.phase()))
     }
 
+    /// The old store's connections.
+    pub fn old(&self) -> &Upstream {
+        &self.old
+    }
+
     pub fn store(&self, side: Side) -> &Upstream {
         match side {
             Side::Old => &self.old,

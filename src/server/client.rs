@@ -588,6 +588,7 @@ where
                 Ok(p) => {
                     self.pinned = Some(p);
                     self.sync_pinned_id();
+                    self.follow_pinned_store();
                 }
                 Err(e) => {
                     self.ready(Reply::error(e.reply_text()));
@@ -727,8 +728,9 @@ where
         self.close_segment().await;
         if !self.pinned_out.is_empty() {
             let bytes = self.pinned_out.split();
-            let stale = self.ctx.upstream.is_sentinel()
-                && self.pinned.as_ref().map(|p| p.epoch()) != Some(self.ctx.upstream.epoch());
+            let up = self.pinned_store();
+            let stale =
+                up.is_sentinel() && self.pinned.as_ref().map(|p| p.epoch()) != Some(up.epoch());
             let sent = match self.pinned.as_mut() {
                 // Never write to a primary that is being failed over or was replaced.
                 Some(_) if stale => Err(UpstreamError::PrimaryChanged),
@@ -1034,6 +1036,7 @@ where
         let p = self.store().pin(self.conn.proto).await?;
         self.pinned = Some(p);
         self.sync_pinned_id();
+        self.follow_pinned_store();
         Ok(())
     }
 
@@ -1075,6 +1078,22 @@ where
             }
             self.drain().await?;
             self.drop_pinned();
+        }
+    }
+
+    /// The upstream the pinned connection belongs to (the migration's old store, or the
+    /// upstream), whose primary and epoch decide when it is stale.
+    fn pinned_store(&self) -> &crate::upstream::Upstream {
+        match (&self.ctx.migration, &self.pinned) {
+            (Some(m), Some(p)) if m.old().owns(p) => m.old(),
+            _ => &self.ctx.upstream,
+        }
+    }
+
+    /// Follow the primary of the store the new pinned connection belongs to.
+    fn follow_pinned_store(&mut self) {
+        if self.ctx.migration.is_some() {
+            self.primary = self.pinned_store().discovery().subscribe();
         }
     }
 
