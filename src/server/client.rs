@@ -692,12 +692,15 @@ where
             return;
         }
         let bytes = self.seg.split().freeze();
-        // Only sentinel mode retries -READONLY replies, so only it keeps what was sent.
-        let (sent, epoch) = if self.ctx.upstream.is_sentinel() {
-            (bytes.clone(), self.ctx.upstream.epoch())
-        } else {
-            (Bytes::new(), 0)
-        };
+        // Only sentinel mode retries -READONLY replies, so only it keeps what was sent;
+        // the retry goes to the upstream, so not for a segment sent to the migration's
+        // old store.
+        let (sent, epoch) =
+            if self.ctx.upstream.is_sentinel() && self.store().same(&self.ctx.upstream) {
+                (bytes.clone(), self.ctx.upstream.epoch())
+            } else {
+                (Bytes::new(), 0)
+            };
         let count = std::mem::take(&mut self.seg_count);
         let (tx, rx) = oneshot::channel();
         let job = Job {

@@ -307,6 +307,11 @@ impl Upstream {
         }
     }
 
+    /// Whether `other` is this upstream (a clone of it).
+    pub fn same(&self, other: &Upstream) -> bool {
+        self.id() == other.id()
+    }
+
     /// Whether this upstream opened `conn`.
     pub fn owns(&self, conn: &PinnedConn) -> bool {
         conn.origin == self.id()
