@@ -514,27 +514,13 @@ where
             extra.fix = Some(Fix::AppendInfo(info::section(&self.ctx)));
         }
         // Migration hook: hold the pass (the store of record stays put until this batch is
-        // answered); a pinned connection to the store that no longer serves is given up.
+        // answered) and remember what this command may write (copied once answered).
         if self.ctx.migration.is_some() {
             self.migration_enter().await?;
+            self.migration_note(&req, extra.prefix.as_ref(), namespaced);
         }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
-        }
-        // Migration hook: remember what this command may write (copied once answered).
-        if let Some(m) = self.ctx.migration.as_deref() {
-            let bypass = namespaced && self.migration_bypass(&req);
-            let mc = self.mig.get_or_insert_with(Box::default);
-            let prefix = extra.prefix.as_ref().map(|p| (&p.prefix, p.indices()));
-            let pinned = self.pinned.as_ref();
-            m.note(
-                &req.args,
-                prefix,
-                bypass,
-                pinned,
-                &mut mc.scratch,
-                &mut mc.pending,
-            );
         }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
         let stateless_end = matches!(pin, Some(Pin::Exec | Pin::Discard | Pin::Unwatch));
@@ -1098,6 +1084,24 @@ where
         if self.ctx.migration.is_some() {
             self.primary = self.pinned_store().discovery().subscribe();
         }
+    }
+
+    fn migration_note(&mut self, req: &Request, prefix: Option<&Prefix>, namespaced: bool) {
+        let Some(m) = self.ctx.migration.as_deref() else {
+            return;
+        };
+        let bypass = namespaced && self.migration_bypass(req);
+        let mc = self.mig.get_or_insert_with(Box::default);
+        let prefix = prefix.map(|p| (&p.prefix, p.indices()));
+        let pinned = self.pinned.as_ref();
+        m.note(
+            &req.args,
+            prefix,
+            bypass,
+            pinned,
+            &mut mc.scratch,
+            &mut mc.pending,
+        );
     }
 
     fn migration_hold(&mut self, hold: bool) {
