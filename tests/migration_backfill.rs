@@ -185,6 +185,7 @@ fn old_db_keys_take_the_namespace_prefix_through_every_step() {
 
     let toml = SidecarToml::new(&url)
         .namespace("name = \"session\"\nprefix = \"session:\"\ndb = 3")
+        .namespace("name = \"ratelimit\"\nprefix = \"ratelimit:\"")
         .section(&section(&redis, "shadow", &["old_db = 3"]));
     let sc = Sidecar::start(&toml);
     let mut c = sc.conn();
@@ -193,8 +194,17 @@ fn old_db_keys_take_the_namespace_prefix_through_every_step() {
     assert_reply(&c.cmd_str(&["INCR", "abc"]), b":2\r\n");
     assert_reply(&db3.cmd_str(&["GET", "abc"]), b"$1\r\n2\r\n");
     wait_reply(&redis, &["GET", "session:abc"], b"$1\r\n2\r\n");
-    // flipped: served from the prefix; the write is copied back into db 3.
+    // Only the old db moves: other namespaces stay in the upstream's db 0, and a write
+    // under the migrated prefix made there is copied into db 3.
+    let mut db0 = sc.conn();
+    assert_reply(&db0.cmd_str(&["SET", "ratelimit:x", "1"]), b"+OK\r\n");
+    assert_reply(&redis.cmd(&["GET", "ratelimit:x"]), b"$1\r\n1\r\n");
+    assert_reply(&db3.cmd_str(&["EXISTS", "ratelimit:x"]), b":0\r\n");
+    assert_reply(&db0.cmd_str(&["SET", "session:fresh", "f"]), b"+OK\r\n");
     let mut admin = sc.conn();
+    wait_copied(&mut admin);
+    assert_reply(&db3.cmd_str(&["GET", "fresh"]), b"$1\r\nf\r\n");
+    // flipped: served from the prefix; the write is copied back into db 3.
     assert!(phase(&mut admin, "flipped").starts_with(b"$"));
     assert_reply(&c.cmd_str(&["INCR", "abc"]), b":3\r\n");
     assert_reply(&redis.cmd(&["GET", "session:abc"]), b"$1\r\n3\r\n");

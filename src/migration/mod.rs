@@ -175,6 +175,19 @@ impl Migration {
         self.old_db == Some(db) && serving_side(self.phase()) == Side::Old
     }
 
+    /// The store a client selected into `db` is served by. Without `old_db`, the phase's
+    /// store of record. With it, only the old db itself moves: a client selected into
+    /// it is served by the old store while that is the store of record, every other
+    /// client (other namespaces, prefixed names in db 0) by the upstream, and their
+    /// writes under the migrated prefix are copied into the old db.
+    pub fn serving_for(&self, db: u32) -> &Upstream {
+        match self.old_db {
+            None => self.serving(),
+            Some(_) if self.bypasses_namespaces(db) => &self.old,
+            Some(_) => &self.new,
+        }
+    }
+
     /// Note what a forwarded request may write (and, sampled, what it reads). `prefix`
     /// is the mapped-db prefix the sidecar puts on the key arguments at `indices`;
     /// `bypass` marks a request sent unprefixed to the old store's db.
@@ -203,6 +216,8 @@ impl Migration {
         let side = match pinned {
             Some(p) if self.old.owns(p) => Side::Old,
             Some(_) => Side::New,
+            // With old_db, only clients of the old db are served by the old store.
+            None if self.old_db.is_some() && !bypass => Side::New,
             None => serving_side(phase),
         };
         let name = |k: &KeyArg| -> Bytes {

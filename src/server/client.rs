@@ -1042,7 +1042,7 @@ where
     /// The store commands go to: the upstream, or during a migration the phase's store of record.
     fn store(&self) -> &crate::upstream::Upstream {
         match &self.ctx.migration {
-            Some(m) => m.serving(),
+            Some(m) => m.serving_for(self.ns.as_ref().map_or(0, |ns| ns.db)),
             None => &self.ctx.upstream,
         }
     }
@@ -1061,7 +1061,7 @@ where
             if mc.pass.is_none() {
                 mc.pass = m.pass().await;
             }
-            let elsewhere = self.pinned.as_ref().is_some_and(|p| !m.serving().owns(p));
+            let elsewhere = self.pinned.as_ref().is_some_and(|p| !self.store().owns(p));
             if !elsewhere || self.session.multi {
                 return Ok(());
             }
