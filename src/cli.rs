@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Overlay};
+use crate::migration::cli::{MigrateArgs, VerifyArgs};
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "sidecar.toml";
@@ -40,6 +41,8 @@ pub struct Overrides {
 pub enum CliCommand {
     Run(Overrides),
     CheckConfig(Overrides),
+    Migrate(Overrides, MigrateArgs),
+    Verify(Overrides, VerifyArgs),
 }
 
 #[derive(Debug, Parser)]
@@ -59,6 +62,10 @@ struct Cli {
 enum Command {
     /// Validate the config and print the effective config with secrets redacted
     CheckConfig,
+    /// Copy existing keys from one store to another (backfill for a migration)
+    Migrate(MigrateArgs),
+    /// Compare two stores' keys, types, values and TTLs; exit 1 listing differences
+    Verify(VerifyArgs),
 }
 
 impl From<Cli> for CliCommand {
@@ -66,14 +73,23 @@ impl From<Cli> for CliCommand {
         match cli.command {
             None => CliCommand::Run(cli.overrides),
             Some(Command::CheckConfig) => CliCommand::CheckConfig(cli.overrides),
+            Some(Command::Migrate(args)) => CliCommand::Migrate(cli.overrides, args),
+            Some(Command::Verify(args)) => CliCommand::Verify(cli.overrides, args),
         }
     }
 }
 
-/// Parses `std::env::args`; on `--help`, `--version` or a usage error clap
-/// prints the message and exits.
+/// Parses `std::env::args`; on `--help` or `--version` clap prints and exits 0, on a
+/// usage error it prints the message and the process exits 64 (EX_USAGE).
 pub fn parse() -> CliCommand {
-    Cli::parse().into()
+    match Cli::try_parse() {
+        Ok(cli) => cli.into(),
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(EXIT_INVALID_CONFIG)
+        }
+    }
 }
 
 /// Parses the given arguments (the first is the program name).

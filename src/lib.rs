@@ -12,8 +12,10 @@
 //!
 //! Namespaces, the session cache, Sentinel discovery and the admin surface slot
 //! in between these stages as they arrive (see DESIGN.md's roadmap). Beside the
-//! data path: `metrics` (the per-instance registry every stage counts into) and
-//! `admin` (the HTTP listener for probes and Prometheus).
+//! data path: `metrics` (the per-instance registry every stage counts into),
+//! `admin` (the HTTP listener for probes and Prometheus) and `migration` (during a
+//! move from an old store: which store serves, copies of written keys to the other
+//! one, parity checks, and the `migrate` / `verify` commands).
 //!
 //! [`run`] is the single entry point shared by the binary and the tests: it takes
 //! already-bound listeners and a cancellation token.
@@ -27,6 +29,7 @@ pub mod command;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod migration;
 pub mod namespace;
 pub mod policy;
 pub mod resp;
@@ -76,6 +79,13 @@ pub async fn run_with(
     metrics.set_command_metrics(config.admin.command_metrics);
     let upstream = upstream::Upstream::start(&config.upstream, metrics, upstream_stop.clone())?;
     let mut ctx = server::Ctx::new(config, upstream);
+    let migration = migration::Migration::start(
+        &ctx.config,
+        &ctx.upstream,
+        ctx.metrics.registry(),
+        upstream_stop.clone(),
+    )?;
+    ctx.migration = migration;
     let reloadable = reload.is_some();
     if let Some(reload) = reload {
         ctx = ctx.with_reload(reload.source, reload.log);

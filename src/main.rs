@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use resp_sidecar::cli::{self, CliCommand};
 use resp_sidecar::config::{Config, LogFormat, UpstreamMode};
+use resp_sidecar::migration::commands as migrate;
 use resp_sidecar::server::{ConfigSource, LogReload};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,14 @@ fn main() -> ExitCode {
                 eprintln!("{text}");
             }
             ExitCode::from(code as u8)
+        }
+        CliCommand::Migrate(over, args) => {
+            let load = || cli::load(&over, &env).map_err(|e| e.to_string());
+            ExitCode::from(migrate::migrate(&args, &load) as u8)
+        }
+        CliCommand::Verify(over, args) => {
+            let load = || cli::load(&over, &env).map_err(|e| e.to_string());
+            ExitCode::from(migrate::verify(&args, &load) as u8)
         }
         CliCommand::Run(over) => match cli::load(&over, &env) {
             Ok(config) => run(config, over),

@@ -265,6 +265,11 @@ impl Metrics {
         &self.errors[kind as usize]
     }
 
+    /// A handle other modules (the migration) register their own series with.
+    pub fn registry(&self) -> Registry {
+        Registry(self.recorder.clone())
+    }
+
     /// Everything in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut text = self.handle.render();
@@ -301,6 +306,43 @@ pub async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
             _ = tick.tick() => handle.run_upkeep(),
         }
     }
+}
+
+/// Registers series owned by another module on one instance's recorder. Label values
+/// must come from closed sets or the config, never from client input.
+#[derive(Clone)]
+pub struct Registry(Arc<PrometheusRecorder>);
+
+impl Registry {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, String)],
+        help: &'static str,
+    ) -> Counter {
+        self.0
+            .describe_counter(KeyName::from_const_str(name), None, help.into());
+        self.0.register_counter(&owned_key(name, labels), &METADATA)
+    }
+
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, String)],
+        help: &'static str,
+    ) -> Gauge {
+        self.0
+            .describe_gauge(KeyName::from_const_str(name), None, help.into());
+        self.0.register_gauge(&owned_key(name, labels), &METADATA)
+    }
+}
+
+fn owned_key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.clone()))
+        .collect();
+    Key::from_parts(name, labels)
 }
 
 /// Registers series on one recorder, with their help text.

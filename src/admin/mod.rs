@@ -84,8 +84,13 @@ pub fn route(ctx: &Ctx, req: &Request<'_>) -> Response {
     match req.path {
         "/livez" => Response::text(200, "ok\n"),
         "/readyz" => {
-            let state = ctx.upstream.discovery().current();
-            match readiness(&state, ctx.upstream.is_connected()) {
+            // During a migration, the store that serves this phase.
+            let up = ctx
+                .migration
+                .as_deref()
+                .map_or(&ctx.upstream, |m| m.serving());
+            let state = up.discovery().current();
+            match readiness(&state, up.is_connected()) {
                 Ok(body) => Response::text(200, body),
                 Err(body) => Response::text(503, body),
             }

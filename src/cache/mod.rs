@@ -22,7 +22,7 @@ pub mod plan;
 mod stats;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,8 @@ pub struct Cache {
     stats: Mutex<Vec<Arc<NsStats>>>,
     /// Whole-cache events: streams verified, lost, flushes.
     pub verified_total: AtomicU64,
+    /// Set while another store serves (a migration's `off`/`shadow`): emptied once.
+    suspended: AtomicBool,
     pub lost_total: AtomicU64,
     pub flushes_total: AtomicU64,
 }
@@ -145,6 +147,7 @@ impl Cache {
             stale_if_error,
             stats: Mutex::new(Vec::new()),
             verified_total: AtomicU64::new(0),
+            suspended: AtomicBool::new(false),
             lost_total: AtomicU64::new(0),
             flushes_total: AtomicU64::new(0),
         }
@@ -337,6 +340,22 @@ impl Cache {
             return None;
         }
         self.lock().down.clone()
+    }
+
+    /// Another store serves the data path: entries cannot be kept coherent, so the cache
+    /// is emptied (once) and the client loop stops using it until [`Cache::resume`].
+    pub fn suspend(&self) {
+        if !self.suspended.swap(true, Ordering::AcqRel) {
+            self.flush();
+        }
+    }
+
+    /// The upstream serves again. Entries filled before the suspension were flushed; a
+    /// read in flight across it was spoiled by that flush.
+    pub fn resume(&self) {
+        if self.suspended.load(Ordering::Relaxed) {
+            self.suspended.store(false, Ordering::Release);
+        }
     }
 
     /// Resize on reload (entries beyond the new size are evicted).

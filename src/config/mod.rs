@@ -11,6 +11,7 @@
 //! or the process environment (that is `cli`) and does not act on any
 //! setting.
 
+mod migration;
 mod overlay;
 mod raw;
 mod raw_keys;
@@ -22,6 +23,7 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub use migration::{old_store, MigrationConfig, Phase};
 pub use overlay::{
     Overlay, ENV_REDIS_PASSWORD, ENV_REDIS_TLS_ENABLED, ENV_REDIS_URL, ENV_SIDECAR_LISTEN,
 };
@@ -119,6 +121,7 @@ pub struct Config {
     pub namespaces: Vec<NamespaceConfig>,
     pub policy: PolicyConfig,
     pub log: LogConfig,
+    pub migration: MigrationConfig,
 }
 
 impl Config {

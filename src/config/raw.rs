@@ -71,6 +71,7 @@ pub(crate) struct RawConfig {
     pub namespaces: Vec<RawNamespace>,
     pub policy: RawPolicy,
     pub log: RawLog,
+    pub migration: super::migration::RawMigration,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

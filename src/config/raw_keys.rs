@@ -62,6 +62,7 @@ fn section_fields(section: &str) -> Option<&'static [&'static str]> {
         NAMESPACE => fields_of::<RawNamespace>(),
         "policy" => fields_of::<RawPolicy>(),
         "log" => fields_of::<RawLog>(),
+        "migration" => fields_of::<super::migration::RawMigration>(),
         _ => return None,
     })
 }
@@ -76,6 +77,7 @@ fn check_section_key(section: &str, key: &str, value: &toml::Value) -> Result<()
         NAMESPACE => try_single_key::<RawNamespace>(key, value),
         "policy" => try_single_key::<RawPolicy>(key, value),
         "log" => try_single_key::<RawLog>(key, value),
+        "migration" => try_single_key::<super::migration::RawMigration>(key, value),
         _ => Ok(()),
     }
 }

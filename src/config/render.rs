@@ -88,6 +88,7 @@ impl RawConfig {
                 level: config.log.level.clone(),
                 format: config.log.format,
             },
+            migration: super::migration::render(&config.migration),
         }
     }
 }

@@ -162,6 +162,9 @@ pub struct UpstreamConfig {
     /// that connection's in-flight commands with `-TRYAGAIN`.
     pub command_timeout: Option<Duration>,
     pub failover_wait: Duration,
+    /// The db every connection selects after the handshake. Always 0 for the upstream
+    /// (its URL takes no db index); the migration's old store may use another.
+    pub db: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -188,6 +191,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Some(Duration::from_secs(10)),
             failover_wait: Duration::from_secs(2),
+            db: 0,
         }
     }
 }
@@ -210,6 +214,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("failover_wait", &self.failover_wait)
+            .field("db", &self.db)
             .finish()
     }
 }

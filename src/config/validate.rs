@@ -89,25 +89,29 @@ pub(crate) fn validate(origin: &str, raw: &RawConfig) -> Result<Config, ConfigEr
         None => None,
         Some(text) => Some(c.addr("admin.listen", &text)?),
     };
+    let upstream = upstream(&c, &raw.upstream)?;
+    let namespaces = namespaces(&c, &raw.namespaces)?;
+    let migration = super::migration::validate(origin, &raw.migration, &upstream, &namespaces)?;
     Ok(Config {
         server: server(&c, &raw.server)?,
         admin: AdminConfig {
             listen: admin,
             command_metrics: raw.admin.command_metrics,
         },
-        upstream: upstream(&c, &raw.upstream)?,
+        upstream,
         cache: CacheConfig {
             enabled: raw.cache.enabled,
             max_bytes: c.size("cache.max_bytes", &raw.cache.max_bytes)?,
             max_ttl: c.positive_duration("cache.max_ttl", &raw.cache.max_ttl)?,
             stale_if_error: c.duration("cache.stale_if_error", &raw.cache.stale_if_error)?,
         },
-        namespaces: namespaces(&c, &raw.namespaces)?,
+        namespaces,
         policy: policy(&c, &raw.policy)?,
         log: LogConfig {
             level: log_level(&c, &raw.log.level)?,
             format: raw.log.format,
         },
+        migration,
     })
 }
 
@@ -199,6 +203,7 @@ fn upstream(c: &Check<'_>, raw: &RawUpstream) -> Result<UpstreamConfig, ConfigEr
         connect_timeout: c.positive_duration("upstream.connect_timeout", &raw.connect_timeout)?,
         command_timeout: c.optional_duration("upstream.command_timeout", &raw.command_timeout)?,
         failover_wait: c.duration("upstream.failover_wait", &raw.failover_wait)?,
+        db: 0,
     })
 }
 

@@ -32,6 +32,10 @@ const HELP: &[&str] = &[
     "RELOAD",
     "    Read the config file again and apply namespaces, policy, limits, cache size and log level",
     "    (as SIGHUP does); settings that need a restart are named, a bad file is refused.",
+    "MIGRATION STATUS",
+    "    The migration phase, the copy queue, keys copied, copy failures, parity mismatches.",
+    "MIGRATION PHASE <off|shadow|flipped|done>",
+    "    Move the migration one step forward or back, without dropping connections.",
     "HELP",
     "    Print this help.",
 ];
@@ -72,6 +76,7 @@ where
                     .collect(),
             ),
             "FLUSH" => self.flush_namespace(&args[2..]).await,
+            "MIGRATION" => self.migration_command(&args[2..]).await,
             "RELOAD" if args.len() == 2 => match self.ctx().reload() {
                 Ok(report) => Reply::Bulk(Bytes::from(report)),
                 Err(e) => Reply::error(format!(

@@ -29,6 +29,7 @@ use crate::cache::{self, plan::Plan, Cache};
 use crate::command::{classify, Local, Pin, Route};
 use crate::keys::KeyArg;
 use crate::metrics::{Ledger, RefusalRule};
+use crate::migration::Pending;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
     write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
@@ -184,6 +185,20 @@ pub struct Client<R, W> {
     ns: Option<Box<NsClient>>,
     /// Commands counted and timed by name and outcome (`sidecar_commands_total`).
     ledger: Ledger,
+    /// Migration: keys written and reads sampled in the current batch (made on first use).
+    mig: Option<Box<MigClient>>,
+}
+
+/// One client's migration state (`crate::migration` decides what goes in).
+#[derive(Debug, Default)]
+struct MigClient {
+    pending: Pending,
+    scratch: Vec<KeyArg>,
+    /// Held from the batch's first forwarded command until its keys are queued.
+    pass: Option<crate::migration::Pass>,
+    /// Set while a command waits for earlier ones before it is pinned: that drain
+    /// keeps the pass and the command's keys.
+    hold: bool,
 }
 
 /// One client's namespace state.
@@ -253,6 +268,7 @@ where
             quit: false,
             ns: None,
             ledger: Ledger::default(),
+            mig: None,
         }
     }
 
@@ -453,7 +469,8 @@ where
             _ => None,
         };
         let mut extra = Extra::default();
-        if namespaced {
+        // Migration hook: an old_db client served by the old store skips the namespace stage.
+        if namespaced && !self.migration_bypass(&req) {
             let cx = StageCtx {
                 namespaces: &live.namespaces,
                 policy: &live.config.policy,
@@ -514,6 +531,7 @@ where
             }
             if let Some(cache) = self.ctx.cache.clone() {
                 if live.namespaces.any_cached()
+                    && self.cache_usable(&cache)
                     && self.cache_stage(&cache, &live, &req, &mut extra).await
                 {
                     return Ok(());
@@ -525,6 +543,12 @@ where
             && info::wants_section(&req.args)
         {
             extra.fix = Some(Fix::AppendInfo(info::section(&self.ctx)));
+        }
+        // Migration hook: hold the pass (the store of record stays put until this batch is
+        // answered) and remember what this command may write (copied once answered).
+        if self.ctx.migration.is_some() {
+            self.migration_enter().await?;
+            self.migration_note(&req, extra.prefix.as_ref(), namespaced);
         }
         if self.tx_lost.is_some() && self.lost_transaction(pin).await {
             return Ok(());
@@ -658,6 +682,19 @@ where
         }
     }
 
+    /// The cache follows the upstream's invalidations, so it serves only while the
+    /// upstream is the store of record: during a migration's `off` and `shadow` phases
+    /// (the old store serves) it is emptied and left alone.
+    fn cache_usable(&self, cache: &Cache) -> bool {
+        if self.ctx.migration.is_none() || self.store().same(&self.ctx.upstream) {
+            cache.resume();
+            true
+        } else {
+            cache.suspend();
+            false
+        }
+    }
+
     /// Drop cached keys a write changed (its reply is in).
     fn invalidate(&self, keys: &[Bytes]) {
         if let (Some(cache), false) = (&self.ctx.cache, keys.is_empty()) {
@@ -681,11 +718,14 @@ where
     ) -> Result<(), Closed> {
         if self.pinned.is_none() {
             // Everything sent before on the shared connection must be answered first.
+            self.migration_hold(true);
             self.drain().await?;
-            match self.ctx.upstream.pin(self.conn.proto).await {
+            self.migration_hold(false);
+            match self.store().pin(self.conn.proto).await {
                 Ok(p) => {
                     self.pinned = Some(p);
                     self.sync_pinned_id();
+                    self.follow_pinned_store();
                 }
                 Err(e) => {
                     self.ready(Reply::error(e.reply_text()));
@@ -763,7 +803,7 @@ where
 
     /// Carry out a prefix-scoped operation (earlier commands are all answered).
     async fn run_op(&mut self, op: Op) -> Reply {
-        let up = &self.ctx.upstream;
+        let up = self.store();
         let result = match op {
             Op::Keys { pattern, strip } => {
                 let max = self.ctx.config.server.max_reply_buffer;
@@ -808,12 +848,15 @@ where
             return;
         }
         let bytes = self.seg.split().freeze();
-        // Only sentinel mode retries -READONLY replies, so only it keeps what was sent.
-        let (sent, epoch) = if self.ctx.upstream.is_sentinel() {
-            (bytes.clone(), self.ctx.upstream.epoch())
-        } else {
-            (Bytes::new(), 0)
-        };
+        // Only sentinel mode retries -READONLY replies, so only it keeps what was sent;
+        // the retry goes to the upstream, so not for a segment sent to the migration's
+        // old store.
+        let (sent, epoch) =
+            if self.ctx.upstream.is_sentinel() && self.store().same(&self.ctx.upstream) {
+                (bytes.clone(), self.ctx.upstream.epoch())
+            } else {
+                (Bytes::new(), 0)
+            };
         let count = std::mem::take(&mut self.seg_count);
         let inval = self
             .ns
@@ -827,7 +870,7 @@ where
             reply: tx,
             budget: self.budget.clone(),
         };
-        let conn = self.ctx.upstream.shared(self.conn.proto, self.conn.id);
+        let conn = self.store().shared(self.conn.proto, self.conn.id);
         if let Err(job) = conn.send(job).await {
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
@@ -851,8 +894,9 @@ where
         self.close_segment().await;
         if !self.pinned_out.is_empty() {
             let bytes = self.pinned_out.split();
-            let stale = self.ctx.upstream.is_sentinel()
-                && self.pinned.as_ref().map(|p| p.epoch()) != Some(self.ctx.upstream.epoch());
+            let up = self.pinned_store();
+            let stale =
+                up.is_sentinel() && self.pinned.as_ref().map(|p| p.epoch()) != Some(up.epoch());
             let sent = match self.pinned.as_mut() {
                 // Never write to a primary that is being failed over or was replaced.
                 Some(_) if stale => Err(UpstreamError::PrimaryChanged),
@@ -934,6 +978,14 @@ where
             }
             if self.out.len() >= OUT_HIGH_WATER {
                 self.write_out().await?;
+            }
+        }
+        // Migration hook: every reply is in; queue the copies (a transaction's at EXEC)
+        // before the client sees the last reply.
+        if let (Some(m), Some(mc)) = (self.ctx.migration.as_deref(), self.mig.as_mut()) {
+            if !self.session.multi && !mc.hold {
+                m.flush(&mut mc.pending);
+                mc.pass = None;
             }
         }
         self.ledger.queued(&self.ctx.metrics);
@@ -1057,7 +1109,7 @@ where
         if self.pinned.is_some() && self.slots.is_empty() && self.session.is_clean() {
             if let Some(p) = self.pinned.take() {
                 self.sync_pinned_id();
-                self.ctx.upstream.release(p);
+                self.store().release(p);
             }
         }
     }
@@ -1176,9 +1228,10 @@ where
 
     /// Take a pinned connection now (waiting for a verified primary within failover_wait).
     pub(super) async fn pin_now(&mut self) -> Result<(), UpstreamError> {
-        let p = self.ctx.upstream.pin(self.conn.proto).await?;
+        let p = self.store().pin(self.conn.proto).await?;
         self.pinned = Some(p);
         self.sync_pinned_id();
+        self.follow_pinned_store();
         Ok(())
     }
 
@@ -1192,6 +1245,88 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    /// The store commands go to: the upstream, or during a migration the phase's store of record.
+    fn store(&self) -> &crate::upstream::Upstream {
+        match &self.ctx.migration {
+            Some(m) => m.serving_for(self.ns.as_ref().map_or(0, |ns| ns.db)),
+            None => &self.ctx.upstream,
+        }
+    }
+
+    /// Hold the migration pass for this batch. A pinned connection to the store that no
+    /// longer serves (the phase moved since it was opened) is given up outside a
+    /// transaction, as after a failover: earlier commands are answered first, its state
+    /// (subscriptions, db, tracking) is rebuilt on the serving store and a WATCH is
+    /// reported lost at EXEC.
+    async fn migration_enter(&mut self) -> Result<(), Closed> {
+        let Some(m) = self.ctx.migration.clone() else {
+            return Ok(());
+        };
+        loop {
+            let mc = self.mig.get_or_insert_with(Box::default);
+            if mc.pass.is_none() {
+                mc.pass = m.pass().await;
+            }
+            let elsewhere = self.pinned.as_ref().is_some_and(|p| !self.store().owns(p));
+            if !elsewhere || self.session.multi {
+                return Ok(());
+            }
+            self.drain().await?;
+            self.drop_pinned();
+        }
+    }
+
+    /// The upstream the pinned connection belongs to (the migration's old store, or the
+    /// upstream), whose primary and epoch decide when it is stale.
+    fn pinned_store(&self) -> &crate::upstream::Upstream {
+        match (&self.ctx.migration, &self.pinned) {
+            (Some(m), Some(p)) if m.old().owns(p) => m.old(),
+            _ => &self.ctx.upstream,
+        }
+    }
+
+    /// Follow the primary of the store the new pinned connection belongs to.
+    fn follow_pinned_store(&mut self) {
+        if self.ctx.migration.is_some() {
+            self.primary = self.pinned_store().discovery().subscribe();
+        }
+    }
+
+    fn migration_note(&mut self, req: &Request, prefix: Option<&Prefix>, namespaced: bool) {
+        let Some(m) = self.ctx.migration.as_deref() else {
+            return;
+        };
+        let bypass = namespaced && self.migration_bypass(req);
+        let mc = self.mig.get_or_insert_with(Box::default);
+        let prefix = prefix.map(|p| (&p.prefix, p.indices()));
+        let pinned = self.pinned.as_ref();
+        m.note(
+            &req.args,
+            prefix,
+            bypass,
+            pinned,
+            &mut mc.scratch,
+            &mut mc.pending,
+        );
+    }
+
+    fn migration_hold(&mut self, hold: bool) {
+        if let Some(mc) = self.mig.as_mut() {
+            mc.hold = hold;
+        }
+    }
+
+    /// A client selected into the migration's `old_db` while the old store serves: its
+    /// commands go there unprefixed (SELECT still goes through the namespace stage).
+    fn migration_bypass(&self, req: &Request) -> bool {
+        match (&self.ctx.migration, &self.ns) {
+            (Some(m), Some(ns)) => {
+                m.bypasses_namespaces(ns.db) && !req.name().eq_ignore_ascii_case(b"SELECT")
+            }
+            _ => false,
+        }
+    }
+
     fn sync_pinned_id(&self) {
         let upstream = self.pinned.as_ref().and_then(|p| p.upstream_id());
         self.ctx.set_pinned_id(self.conn.id, upstream);

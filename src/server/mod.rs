@@ -12,6 +12,7 @@ mod failover;
 mod info;
 mod keyspace;
 mod local;
+mod migration;
 mod scoped;
 mod session;
 
@@ -38,6 +39,7 @@ use crate::namespace::Namespaces;
 use crate::policy::Policy;
 use crate::upstream::Upstream;
 use client::{Client, Closed};
+pub(crate) use scoped::{page as scan_page, scan_args};
 
 /// Keys whose last sliding-TTL refresh is remembered (bounded memory).
 const TOUCH_TRACKED_KEYS: usize = 100_000;
@@ -84,6 +86,8 @@ pub struct Ctx {
     pub config: Config,
     live: ArcSwap<Live>,
     pub upstream: Upstream,
+    /// The migration from an old store (`[migration]` with an `old_url`), if any.
+    pub migration: Option<Arc<crate::migration::Migration>>,
     /// Sliding-TTL refreshes already sent, per key (`touch_on_read`).
     pub touch: TouchThrottle,
     /// Commands let through with keys outside every namespace (`unmatched_keys = "allow"`).
@@ -120,6 +124,7 @@ impl Ctx {
             cache,
             cache_prefixes,
             config,
+            migration: None,
             source: None,
             log_reload: None,
             touch: TouchThrottle::new(TOUCH_TRACKED_KEYS),
@@ -173,13 +178,24 @@ impl Ctx {
             return Err("this sidecar was not started from a config file it can read again".into());
         };
         let new = source()?;
-        let restart = restart_only_changes(&self.config, &new);
+        let mut restart = restart_only_changes(&self.config, &new);
+        if let Some(m) = &self.migration {
+            // A phase jump refuses the whole reload, before anything is applied.
+            m.check_step(new.migration.phase)?;
+        } else if new.migration != self.config.migration {
+            restart.push("migration");
+        }
         if let Some(apply) = &self.log_reload {
             apply(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
         }
         let live = Live::new(new, self.cache.as_deref());
         let mut report =
             String::from("applied namespaces, policy, client limits, cache size and log level");
+        if let Some(m) = &self.migration {
+            let (needs_restart, phase) = m.reload(&live.config.migration);
+            restart.extend(needs_restart);
+            report.push_str(&format!(", {phase}"));
+        }
         if let Some(cache) = &self.cache {
             if live.config.cache.max_bytes != self.live().config.cache.max_bytes {
                 cache.set_max_bytes(live.config.cache.max_bytes);

@@ -43,7 +43,7 @@ impl ScopedError {
 }
 
 /// One page of a SCAN: the next cursor and the names it returned.
-fn page(value: Value) -> Result<(Bytes, Vec<Bytes>), ScopedError> {
+pub(crate) fn page(value: Value) -> Result<(Bytes, Vec<Bytes>), ScopedError> {
     if let Value::Error(text) = &value {
         return Err(ScopedError::Redis(
             String::from_utf8_lossy(text).into_owned(),
@@ -72,7 +72,7 @@ fn page(value: Value) -> Result<(Bytes, Vec<Bytes>), ScopedError> {
     }
 }
 
-fn scan_args(cursor: &Bytes, pattern: &Bytes, count: &'static [u8]) -> Vec<Bytes> {
+pub(crate) fn scan_args(cursor: &Bytes, pattern: &Bytes, count: &'static [u8]) -> Vec<Bytes> {
     vec![
         Bytes::from_static(b"SCAN"),
         cursor.clone(),

@@ -63,6 +63,8 @@ pub struct Connector {
     username: Option<String>,
     password: Option<String>,
     connect_timeout: Duration,
+    /// Selected after the handshake when not 0 (the migration's old store only).
+    db: u32,
 }
 
 impl Connector {
@@ -77,6 +79,7 @@ impl Connector {
             username: cfg.username.clone(),
             password: cfg.password.clone(),
             connect_timeout: cfg.connect_timeout,
+            db: cfg.db,
         })
     }
 
@@ -99,6 +102,9 @@ impl Connector {
         let open = async {
             let mut conn = open(endpoint, self.tls.as_ref()).await?;
             let hello = self.handshake(&mut conn, proto).await?;
+            if self.db != 0 {
+                self.select(&mut conn).await?;
+            }
             Ok((conn, hello))
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
@@ -108,6 +114,12 @@ impl Connector {
                 self.connect_timeout
             ))),
         }
+    }
+
+    async fn select(&self, conn: &mut Conn) -> Result<(), UpstreamError> {
+        let db = Bytes::from(self.db.to_string());
+        exchange(conn, vec![Bytes::from_static(b"SELECT"), db], "SELECT").await?;
+        Ok(())
     }
 
     async fn handshake(
@@ -130,16 +142,7 @@ impl Connector {
         }
         args.push(Bytes::from_static(b"SETNAME"));
         args.push(Bytes::from_static(b"resp-sidecar"));
-        let req = Request::from_args(args);
-        conn.write
-            .write_all(&req.raw)
-            .await
-            .map_err(|e| UpstreamError::Connect(format!("handshake write: {e}")))?;
-        let reply = read_one(conn).await?;
-        if reply.first() == Some(&b'-') {
-            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-            return Err(UpstreamError::Handshake(text));
-        }
+        let reply = exchange(conn, args, "handshake").await?;
         Ok(ServerHello {
             version: field(&reply, b"version").unwrap_or_else(|| ServerHello::default().version),
             mode: field(&reply, b"mode").unwrap_or_else(|| "standalone".into()),
@@ -147,6 +150,21 @@ impl Connector {
             id: int_field(&reply, b"id"),
         })
     }
+}
+
+/// One command of the connection set-up and its reply; an error reply fails the set-up.
+async fn exchange(conn: &mut Conn, args: Vec<Bytes>, what: &str) -> Result<Bytes, UpstreamError> {
+    let req = Request::from_args(args);
+    conn.write
+        .write_all(&req.raw)
+        .await
+        .map_err(|e| UpstreamError::Connect(format!("{what} write: {e}")))?;
+    let reply = read_one(conn).await?;
+    if reply.first() == Some(&b'-') {
+        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        return Err(UpstreamError::Handshake(text));
+    }
+    Ok(reply)
 }
 
 /// Read exactly one complete frame from a connection (handshake and control use only).

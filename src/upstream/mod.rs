@@ -276,6 +276,7 @@ impl Upstream {
         self.inner.metrics.upstream_connected(UpstreamKind::Pinned);
         let mut pinned = PinnedConn::new(conn, proto, Some(permit), epoch, upstream_id);
         pinned.metrics = Some(self.inner.metrics.clone());
+        pinned.origin = self.id();
         Ok(pinned)
     }
 
@@ -315,6 +316,10 @@ impl Upstream {
     /// Give back a pinned connection whose state ended cleanly (nothing pending, no
     /// transaction, watch, subscription, db or tracking left). Dropping one instead closes it.
     pub fn release(&self, mut conn: PinnedConn) {
+        if conn.origin != self.id() {
+            // Opened by another upstream (the migration's other store): close it.
+            return;
+        }
         conn._permit = None;
         conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.inner.idle.lock() {
@@ -323,6 +328,21 @@ impl Upstream {
                 list.push(conn);
             }
         }
+    }
+
+    /// Whether `other` is this upstream (a clone of it).
+    pub fn same(&self, other: &Upstream) -> bool {
+        self.id() == other.id()
+    }
+
+    /// Whether this upstream opened `conn`.
+    pub fn owns(&self, conn: &PinnedConn) -> bool {
+        conn.origin == self.id()
+    }
+
+    /// Tells upstreams apart (the migration runs two).
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// Pinned connections currently held by clients.

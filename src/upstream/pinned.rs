@@ -36,6 +36,8 @@ pub struct PinnedConn {
     /// When commands were written that no reply has come back for yet (timed only while
     /// command metrics are on).
     written_at: Option<Instant>,
+    /// Which [`super::Upstream`] opened it: only that one takes it back for reuse.
+    pub(super) origin: usize,
 }
 
 impl PinnedConn {
@@ -56,6 +58,7 @@ impl PinnedConn {
             upstream_id,
             metrics: None,
             written_at: None,
+            origin: 0,
         }
     }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod migration;
 pub mod resp;
 
 use std::io::{ErrorKind, Read, Write};
@@ -439,6 +440,8 @@ pub struct SidecarToml {
     /// Further lines of the `[admin]` table.
     pub admin_lines: Vec<String>,
     pub cache: Vec<String>,
+    /// Whole sections appended as written (e.g. `[migration]`).
+    pub sections: Vec<String>,
 }
 
 impl SidecarToml {
@@ -497,6 +500,12 @@ impl SidecarToml {
         self
     }
 
+    /// Append a whole section, header included (`"[migration]\nphase = \"shadow\""`).
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.to_string());
+        self
+    }
+
     pub fn render(&self, listen: &str) -> String {
         let mut s = String::from("[server]\n");
         s.push_str(&format!("listen = \"{listen}\"\n"));
@@ -533,6 +542,11 @@ impl SidecarToml {
         for ns in &self.namespaces {
             s.push_str("\n[[namespace]]\n");
             s.push_str(ns);
+            s.push('\n');
+        }
+        for section in &self.sections {
+            s.push('\n');
+            s.push_str(section);
             s.push('\n');
         }
         s
