@@ -204,6 +204,50 @@ fn unavailable(
     )
 }
 
+/// A fresh hit for a db-0 client, tried before the namespace stage: a single-key read
+/// whose key lies in a cached namespace needs no other check (the key is in a
+/// namespace) and no rewrite, unless the namespace has a sliding TTL (the stage adds
+/// its refresh). True when the reply was appended to `out`.
+pub fn fast_hit(
+    cache: &Arc<Cache>,
+    namespaces: &Namespaces,
+    view: &View<'_>,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) -> bool {
+    let mut buf = [0u8; 32];
+    let Some(name) = args
+        .first()
+        .and_then(|n| crate::command::upper(n, &mut buf))
+    else {
+        return false;
+    };
+    let single = match name {
+        b"GET" | b"HGETALL" => args.len() == 2,
+        b"HGET" => args.len() == 3,
+        b"HMGET" => args.len() >= 3,
+        _ => false,
+    };
+    if !single || !cache.is_live() || view.prefix.is_some() {
+        return false;
+    }
+    let key = &args[1];
+    if namespaces
+        .of_key(key)
+        .is_none_or(|ns| ns.config.touch_on_read.is_some())
+    {
+        return false;
+    }
+    let r = Read {
+        cache,
+        view,
+        name,
+        args,
+        degraded: false,
+    };
+    matches!(single_hit(&r, namespaces, key, out), Some(Plan::Answered))
+}
+
 /// A single-key read answered from a fresh (or, degraded, stale) entry.
 fn single_hit(
     r: &Read<'_>,

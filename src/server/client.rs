@@ -468,6 +468,9 @@ where
             Route::Pinned(p) => Some(p),
             _ => None,
         };
+        if namespaced && self.fast_hit(&live, &req).await {
+            return Ok(());
+        }
         let mut extra = Extra::default();
         // Migration hook: an old_db client served by the old store skips the namespace stage.
         if namespaced && !self.migration_bypass(&req) {
@@ -673,6 +676,46 @@ where
                 true
             }
         }
+    }
+
+    /// A cache hit for a client in db 0, answered before the namespace stage (see
+    /// [`cache::plan::fast_hit`]). True when answered.
+    async fn fast_hit(&mut self, live: &Live, req: &Request) -> bool {
+        let Some(cache) = self.ctx.cache.clone() else {
+            return false;
+        };
+        if !live.namespaces.any_cached()
+            || self.pinned.is_some()
+            || self.session.multi
+            || self.ns.as_ref().is_some_and(|ns| ns.db != 0)
+            || !self.cache_usable(&cache)
+        {
+            return false;
+        }
+        let direct = self.slots.is_empty() && self.seg_count == 0;
+        let written_before = self.out.len();
+        let mut scratch = BytesMut::new();
+        let out = if direct { &mut self.out } else { &mut scratch };
+        let written: &[Bytes] = self.ns.as_ref().map_or(&[], |ns| &ns.written);
+        let view = cache::plan::View {
+            proto: self.conn.proto,
+            written,
+            pinned: false,
+            prefix: None,
+            fail_fast_after: Duration::ZERO,
+        };
+        if !cache::plan::fast_hit(&cache, &live.namespaces, &view, &req.args, out) {
+            return false;
+        }
+        if direct {
+            // No slot for this reply: it is counted here, in command order.
+            let hit = self.out.get(written_before..).unwrap_or_default();
+            self.ledger.ready(&self.ctx.metrics, hit);
+        } else {
+            self.close_segment().await;
+            self.slots.push_back(Slot::Ready(scratch.freeze()));
+        }
+        true
     }
 
     /// Cached keys the command just added to the open segment writes.
