@@ -232,10 +232,7 @@ pub fn fast_hit(
         return false;
     }
     let key = &args[1];
-    if namespaces
-        .of_key(key)
-        .is_none_or(|ns| ns.config.touch_on_read.is_some())
-    {
+    if !matches!(namespaces.of_key(key), Some(ns) if ns.config.touch_on_read.is_none()) {
         return false;
     }
     let r = Read {
