@@ -178,7 +178,7 @@ for _ in $(seq "$ROUNDS"); do
 done
 w0="$(median "${without[@]}")"
 w8="$(median "${with[@]}")"
-echo "SET rps with 2 sidecars subscribed (a, b; c is on the same prefix): $w0; with 8 more: $w8 ($(python3 -c "print(f'{$w8/$w0:.2f}x')"))"
+echo "SET rps with 3 sidecars subscribed (a, b, c): $w0; with 8 more: $w8 ($(python3 -c "print(f'{$w8/$w0:.2f}x')"))"
 echo
 
 if [ "$STALENESS_SECS" != 0 ]; then
