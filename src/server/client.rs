@@ -127,6 +127,14 @@ impl Fix {
     }
 }
 
+/// Where a cache hit's reply goes (see `Client::hit_out`).
+struct HitOut {
+    direct: bool,
+    /// Where the reply starts in the output buffer, when direct.
+    from: usize,
+    scratch: BytesMut,
+}
+
 /// What the namespace stage adds to a forwarded command.
 #[derive(Debug, Default)]
 struct Extra {
@@ -615,11 +623,12 @@ where
         } else {
             Duration::ZERO
         };
-        // With nothing owed before it, a hit goes straight into the output buffer.
-        let direct = self.slots.is_empty() && self.seg_count == 0;
-        let written_before = self.out.len();
-        let mut scratch = BytesMut::new();
-        let out = if direct { &mut self.out } else { &mut scratch };
+        let mut hit = self.hit_out();
+        let out = if hit.direct {
+            &mut self.out
+        } else {
+            &mut hit.scratch
+        };
         let ns = self.ns.get_or_insert_with(Box::default);
         let view = cache::plan::View {
             proto: self.conn.proto,
@@ -644,14 +653,7 @@ where
                 false
             }
             Plan::Answered => {
-                if direct {
-                    // No slot for this reply: it is counted here, in command order.
-                    let hit = self.out.get(written_before..).unwrap_or_default();
-                    self.ledger.ready(&self.ctx.metrics, hit);
-                } else {
-                    self.close_segment().await;
-                    self.slots.push_back(Slot::Ready(scratch.freeze()));
-                }
+                self.hit_answered(hit).await;
                 if !extra.follow_ups.is_empty() {
                     // A sliding TTL still reaches Redis; its replies are dropped.
                     for args in &extra.follow_ups {
@@ -692,10 +694,12 @@ where
         {
             return false;
         }
-        let direct = self.slots.is_empty() && self.seg_count == 0;
-        let written_before = self.out.len();
-        let mut scratch = BytesMut::new();
-        let out = if direct { &mut self.out } else { &mut scratch };
+        let mut hit = self.hit_out();
+        let out = if hit.direct {
+            &mut self.out
+        } else {
+            &mut hit.scratch
+        };
         let written: &[Bytes] = self.ns.as_ref().map_or(&[], |ns| &ns.written);
         let view = cache::plan::View {
             proto: self.conn.proto,
@@ -707,15 +711,30 @@ where
         if !cache::plan::fast_hit(&cache, &live.namespaces, &view, &req.args, out) {
             return false;
         }
-        if direct {
+        self.hit_answered(hit).await;
+        true
+    }
+
+    /// Where a cache hit's reply is written: with nothing owed before it, straight into
+    /// the output buffer; otherwise into a slot of its own, in command order.
+    fn hit_out(&self) -> HitOut {
+        HitOut {
+            direct: self.slots.is_empty() && self.seg_count == 0,
+            from: self.out.len(),
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// A hit's reply was written as [`Client::hit_out`] chose: count it or queue its slot.
+    async fn hit_answered(&mut self, hit: HitOut) {
+        if hit.direct {
             // No slot for this reply: it is counted here, in command order.
-            let hit = self.out.get(written_before..).unwrap_or_default();
-            self.ledger.ready(&self.ctx.metrics, hit);
+            let reply = self.out.get(hit.from..).unwrap_or_default();
+            self.ledger.ready(&self.ctx.metrics, reply);
         } else {
             self.close_segment().await;
-            self.slots.push_back(Slot::Ready(scratch.freeze()));
+            self.slots.push_back(Slot::Ready(hit.scratch.freeze()));
         }
-        true
     }
 
     /// Cached keys the command just added to the open segment writes.
