@@ -19,12 +19,7 @@ fn config(redis: &RedisServer) -> SidecarToml {
 
 /// One field of `INFO sidecar`.
 fn info(c: &mut RawConn, field: &str) -> String {
-    let reply = String::from_utf8_lossy(&c.cmd_str(&["INFO", "sidecar"])).into_owned();
-    reply
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .to_string()
+    c.sidecar_info(field)
 }
 
 fn wait_live(sidecar: &Sidecar) {

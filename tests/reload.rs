@@ -117,14 +117,9 @@ fn reload_resizes_the_cache_and_resubscribes_when_cached_namespaces_change() {
     redis.cmd(&["SET", "session:k", "v"]);
     let sidecar = SidecarProcess::start(&base(&redis));
     let mut c = sidecar.conn();
-    let field = |c: &mut common::RawConn, name: &str| -> String {
-        let info = text(&c.cmd_str(&["INFO", "sidecar"]));
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or("")
-            .to_string()
-    };
-    assert!(field(&mut c, "cache_state").contains("no namespace is cached"));
+    assert!(c
+        .sidecar_info("cache_state")
+        .contains("no namespace is cached"));
     // Cache the session namespace and shrink the cache: applied without a restart.
     let cached = SidecarToml::new(&redis.url())
         .namespace("name = \"session\"\nprefix = \"session:\"\ndb = 3\ncache = true")
@@ -135,14 +130,14 @@ fn reload_resizes_the_cache_and_resubscribes_when_cached_namespaces_change() {
         report.contains("cache size") && !report.contains("need a restart"),
         "{report}"
     );
-    assert_eq!(field(&mut c, "cache_max_bytes"), "1048576");
+    assert_eq!(c.sidecar_info("cache_max_bytes"), "1048576");
     wait_for("stream subscribed", Duration::from_secs(5), || {
-        (field(&mut c, "cache_state") == "live").then_some(())
+        (c.sidecar_info("cache_state") == "live").then_some(())
     });
     assert_reply(&c.cmd_str(&["SELECT", "3"]), b"+OK\r\n");
     assert_reply(&c.cmd_str(&["GET", "k"]), b"$1\r\nv\r\n");
     assert_reply(&c.cmd_str(&["GET", "k"]), b"$1\r\nv\r\n");
-    assert_eq!(field(&mut c, "cache_hits"), "1");
+    assert_eq!(c.sidecar_info("cache_hits"), "1");
     // max_ttl needs a restart and is named.
     rewrite(&sidecar, &cached.clone().cache("max_ttl = \"5m\""));
     let report = text(&c.cmd_str(&["SIDECAR", "RELOAD"]));

@@ -1125,30 +1125,23 @@ fn a_failover_unverifies_the_cache_and_its_stream_follows_the_new_primary() {
         .namespace("name = \"session\"\nprefix = \"session:\"\ncache = true");
     let sidecar = Sidecar::start(&toml);
     let mut c = sidecar.conn();
-    let field = |c: &mut common::RawConn, name: &str| -> String {
-        let info = text(&c.cmd_str(&["INFO", "sidecar"]));
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or("")
-            .to_string()
-    };
     wait_for("cache live", Duration::from_secs(10), || {
-        (field(&mut c, "cache_state") == "live").then_some(())
+        (c.sidecar_info("cache_state") == "live").then_some(())
     });
     assert_reply(&c.cmd_str(&["GET", "session:s"]), b"$6\r\nbefore\r\n");
     assert_reply(&c.cmd_str(&["GET", "session:s"]), b"$6\r\nbefore\r\n");
-    assert_eq!(field(&mut c, "cache_hits"), "1");
+    assert_eq!(c.sidecar_info("cache_hits"), "1");
 
     cluster.failover();
     cluster.wait_primary_is(new.port(), FAILOVER_TIMEOUT);
     wait_for("stream lost", FAILOVER_TIMEOUT, || {
-        (field(&mut c, "cache_streams_lost") != "0").then_some(())
+        (c.sidecar_info("cache_streams_lost") != "0").then_some(())
     });
     wait_for("cache live on the new primary", FAILOVER_TIMEOUT, || {
-        (field(&mut c, "cache_state") == "live").then_some(())
+        (c.sidecar_info("cache_state") == "live").then_some(())
     });
     assert_eq!(
-        field(&mut c, "cache_entries"),
+        c.sidecar_info("cache_entries"),
         "0",
         "emptied by the failover"
     );

@@ -196,6 +196,16 @@ impl RawConn {
     }
 
     /// `cmd` with string arguments.
+    /// One field of `INFO sidecar` ("" when absent).
+    pub fn sidecar_info(&mut self, field: &str) -> String {
+        let reply = String::from_utf8_lossy(&self.cmd_str(&["INFO", "sidecar"])).into_owned();
+        reply
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or("")
+            .to_string()
+    }
+
     pub fn cmd_str(&mut self, args: &[&str]) -> Vec<u8> {
         self.send(&encode_str(args));
         self.read_reply()
