@@ -26,20 +26,11 @@ STALENESS_SECS="${STALENESS_SECS:-60}"
 SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
 READY_TIMEOUT=10
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-cache.XXXXXX")"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 log() { printf '[cache-bench] %s\n' "$*" >&2; }
 
 # shellcheck source=../scripts/lib/topology.sh
 source "$ROOT/scripts/lib/topology.sh"
+bench_workdir cache
 
 if [ "$SKIP_BUILD" != 1 ]; then
     log "building the release binary"

@@ -44,20 +44,11 @@ max_clients = 20000
 deny_commands = []
 '
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-cpu.XXXXXX")"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 log() { printf '[cpu] %s\n' "$*" >&2; }
 # shellcheck source=../scripts/lib/topology.sh
 source "$ROOT/scripts/lib/topology.sh"
+bench_workdir cpu
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release)

@@ -37,19 +37,10 @@ deny_commands = []
 '
 
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-ir.XXXXXX")"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 log() { printf '[ir] %s\n' "$*" >&2; }
 # shellcheck source=../scripts/lib/topology.sh
 source "$ROOT/scripts/lib/topology.sh"
+bench_workdir ir
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release)

@@ -93,3 +93,20 @@ sentinels_agree() {
         [ "$(sentinel_field "$port" num-slaves)" = 1 ] || return 1
     done
 }
+
+# bench_workdir NAME: a temp dir in WORK and an empty PIDS list; on exit every
+# process in PIDS is killed and waited for and WORK removed (INT/TERM exit 130).
+bench_workdir() {
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/resp-sidecar-$1.XXXXXX")"
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# shellcheck disable=SC2317  # called through trap
+bench_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
