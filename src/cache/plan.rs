@@ -69,6 +69,18 @@ pub struct View<'a> {
     pub fail_fast_after: Duration,
 }
 
+/// Where the keys of a cacheable read stand in its arguments (`name` upper case);
+/// `None` for any other command, or a read with the wrong argument count.
+fn read_keys(name: &[u8], argc: usize) -> Option<std::ops::Range<usize>> {
+    match name {
+        b"GET" | b"HGETALL" if argc == 2 => Some(1..2),
+        b"HGET" if argc == 3 => Some(1..2),
+        b"HMGET" if argc >= 3 => Some(1..2),
+        b"MGET" | b"EXISTS" if argc >= 2 => Some(1..argc),
+        _ => None,
+    }
+}
+
 /// One cached read being planned.
 struct Read<'a> {
     cache: &'a Arc<Cache>,
@@ -95,13 +107,7 @@ pub fn plan(
     else {
         return Plan::Pass;
     };
-    let read = match name {
-        b"GET" | b"HGETALL" if args.len() == 2 => Some(1..2),
-        b"HGET" if args.len() == 3 => Some(1..2),
-        b"HMGET" if args.len() >= 3 => Some(1..2),
-        b"MGET" | b"EXISTS" if args.len() >= 2 => Some(1..args.len()),
-        _ => None,
-    };
+    let read = read_keys(name, args.len());
     let full = |k: &Bytes| -> Bytes {
         match view.prefix {
             Some(p) => {
@@ -222,12 +228,7 @@ pub fn fast_hit(
     else {
         return false;
     };
-    let single = match name {
-        b"GET" | b"HGETALL" => args.len() == 2,
-        b"HGET" => args.len() == 3,
-        b"HMGET" => args.len() >= 3,
-        _ => false,
-    };
+    let single = read_keys(name, args.len()).is_some_and(|keys| keys.len() == 1);
     if !single || !cache.is_live() || view.prefix.is_some() {
         return false;
     }
