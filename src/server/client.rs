@@ -10,13 +10,14 @@
 //! state ends.
 
 use std::collections::{HashSet, VecDeque};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::debug;
 
 use super::failover::has_readonly;
@@ -41,6 +42,9 @@ use crate::upstream::{
 
 /// Write the output buffer once it holds this much, even mid-batch.
 const OUT_HIGH_WATER: usize = 64 * 1024;
+/// Requests a connection keeps room for between batches (a longer pipeline's vector is
+/// given back).
+const KEPT_BATCH: usize = 64;
 /// Read buffer an idle connection keeps (grown on demand while a pipeline streams in).
 const IDLE_INBUF: usize = 1024;
 
@@ -294,8 +298,12 @@ where
 
     async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
         let max_pipeline = self.ctx.live().config.server.max_pipeline.max(1);
+        // One wait for the whole connection: registered with the token once, instead of
+        // once per wait for input.
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
+        let mut batch = Vec::new();
         loop {
-            let mut batch = Vec::new();
             let mut bad = None;
             while batch.len() < max_pipeline {
                 match self.decoder.decode(&mut self.inbuf) {
@@ -312,7 +320,10 @@ where
                 self.ledger.begin(&self.ctx.metrics);
                 // Boxed: the serving state is large and only lives while a batch is in
                 // flight, which keeps an idle connection's task small.
-                Box::pin(self.serve_batch(batch)).await?;
+                Box::pin(self.serve_batch(&mut batch)).await?;
+            }
+            if batch.capacity() > KEPT_BATCH {
+                batch = Vec::new();
             }
             if let Some(e) = bad {
                 // Commands before the malformed frame were served; then report and close.
@@ -328,13 +339,19 @@ where
                 // The pipeline cap cut this batch short: more may be buffered already.
                 continue;
             }
-            self.wait_input(shutdown).await?;
+            self.wait_input(stopping.as_mut()).await?;
         }
     }
 
     /// Wait for more bytes from the client; meanwhile forward out-of-band frames (pub/sub
     /// messages, invalidations) from a pinned connection.
-    async fn wait_input(&mut self, shutdown: &CancellationToken) -> Result<(), Closed> {
+    async fn wait_input(
+        &mut self,
+        mut stopping: std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Result<(), Closed> {
+        if self.budget.is_exceeded() {
+            return Err(Closed::ReplyBufferExceeded);
+        }
         if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
             // Give back what a burst grew; an idle connection keeps a small buffer.
             self.inbuf = BytesMut::new();
@@ -381,6 +398,8 @@ where
                 }
             };
             tokio::select! {
+                // Usually what woke the task: read it before arming the other branches.
+                biased;
                 r = self.rd.read_buf(&mut self.inbuf) => {
                     return match r {
                         Ok(0) => Err(Closed::Eof),
@@ -403,14 +422,13 @@ where
                     }
                 },
                 _ = &mut sleep => return Err(Closed::IdleTimeout),
-                _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
-                _ = shutdown.cancelled() => return Err(Closed::Shutdown),
+                _ = stopping.as_mut() => return Err(Closed::Shutdown),
             }
         }
     }
 
-    async fn serve_batch(&mut self, batch: Vec<Request>) -> Result<(), Closed> {
-        for req in batch {
+    async fn serve_batch(&mut self, batch: &mut Vec<Request>) -> Result<(), Closed> {
+        for req in batch.drain(..) {
             if self.quit {
                 break;
             }
@@ -983,12 +1001,18 @@ where
                     fix,
                     inval,
                 } => {
-                    let mut batch = tokio::select! {
-                        // The reply is usually ready: check it before arming the other branches.
-                        biased;
-                        b = rx => b.unwrap_or(Batch { bytes: Bytes::new(), got: 0, errors: 0, error: Some(UpstreamError::Lost) }),
-                        _ = self.budget.exceeded() => return Err(Closed::ReplyBufferExceeded),
-                    };
+                    // Only this slot's reply is awaited: a shared connection answers a
+                    // client's jobs in order, so the replies that could push the budget over
+                    // come after it, and it is checked as soon as this one is in.
+                    let mut batch = rx.await.unwrap_or(Batch {
+                        bytes: Bytes::new(),
+                        got: 0,
+                        errors: 0,
+                        error: Some(UpstreamError::Lost),
+                    });
+                    if self.budget.is_exceeded() {
+                        return Err(Closed::ReplyBufferExceeded);
+                    }
                     self.budget.written(batch.bytes.len());
                     if self.ctx.upstream.is_sentinel() && has_readonly(&batch.bytes) {
                         batch.bytes = Box::pin(self.retry_readonly(sent, batch.bytes, epoch)).await;
