@@ -1445,7 +1445,7 @@ where
         let upstream = self.ctx.upstream_id_of(id).unwrap_or(0);
         let mut args = req.args.clone();
         args[at] = Bytes::from(upstream.to_string());
-        Request::from_args(args)
+        Request::from_args(args.into_vec())
     }
 }
 

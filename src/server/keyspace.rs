@@ -22,6 +22,8 @@ use crate::namespace::{Namespace, Namespaces};
 use crate::resp::{Reply, Request};
 
 /// What the namespace stage made of one request.
+// `Forward` is what almost every request becomes: boxing it would allocate per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Staged {
     /// Send `req` (maybe rewritten), then `follow_ups` whose replies are dropped; rewrite
@@ -502,7 +504,7 @@ fn scan(ns: &Namespace, req: Request) -> Staged {
         args.push(ns.scope_pattern(b"*"));
     }
     Staged::Forward {
-        req: Request::from_args(args),
+        req: Request::from_args(args.into_vec()),
         prefix: None,
         fix: Some(ReplyFix {
             kind: KeyReply::Scan,
@@ -530,7 +532,7 @@ fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: Request) -> Staged {
         }
     }
     Staged::Forward {
-        req: Request::from_args(args),
+        req: Request::from_args(args.into_vec()),
         prefix: None,
         fix: None,
         follow_ups: Vec::new(),
@@ -637,8 +639,8 @@ mod tests {
     fn forwarded(staged: Staged) -> Vec<Bytes> {
         match staged {
             Staged::Forward { req, prefix, .. } => match prefix {
-                Some(p) => p.apply(&req).args,
-                None => req.args,
+                Some(p) => p.apply(&req).args.into_vec(),
+                None => req.args.into_vec(),
             },
             other => panic!("expected a forward, got {other:?}"),
         }

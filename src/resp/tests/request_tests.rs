@@ -120,8 +120,8 @@ fn incomplete_input_leaves_the_buffer_untouched() {
     buf.extend_from_slice(b"cde\r\nPI");
     let request = decoder.decode(&mut buf).unwrap().unwrap();
     assert_eq!(
-        request.args,
-        vec![Bytes::from_static(b"GET"), Bytes::from_static(b"abcde")]
+        request.args.as_slice(),
+        [Bytes::from_static(b"GET"), Bytes::from_static(b"abcde")]
     );
     assert_eq!(&buf[..], b"PI");
     assert_eq!(decoder.decode(&mut buf).unwrap(), None);
