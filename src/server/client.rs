@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::debug;
@@ -469,7 +470,7 @@ where
         }
         if let Route::Local(local) = route {
             self.close_segment().await;
-            let reply = self.local(local, &req).await;
+            let reply = Box::pin(self.local(local, &req)).await;
             self.ready(reply);
             return Ok(());
         }
@@ -552,8 +553,8 @@ where
                     return Ok(());
                 }
                 Staged::Run(op) => {
-                    self.drain().await?;
-                    let reply = self.run_op(op).await;
+                    Box::pin(self.drain()).await?;
+                    let reply = Box::pin(self.run_op(op)).await;
                     self.ready(reply);
                     return Ok(());
                 }
@@ -576,10 +577,10 @@ where
         // Migration hook: hold the pass (the store of record stays put until this batch is
         // answered) and remember what this command may write (copied once answered).
         if self.ctx.migration.is_some() {
-            self.migration_enter().await?;
+            Box::pin(self.migration_enter()).await?;
             self.migration_note(&req, extra.prefix.as_ref(), namespaced);
         }
-        if self.tx_lost.is_some() && self.lost_transaction(pin).await {
+        if self.tx_lost.is_some() && Box::pin(self.lost_transaction(pin)).await {
             return Ok(());
         }
         // Transaction ends sent by a client that holds no transaction are stateless errors/no-ops.
@@ -624,7 +625,7 @@ where
             Some(prefix) => prefix.apply(&req),
             None => req,
         };
-        self.send_pinned(req, pin, extra).await
+        Box::pin(self.send_pinned(req, pin, extra)).await
     }
 
     /// The cache stage: answer a read from the cache, plan its fill, note a write, or
@@ -951,7 +952,14 @@ where
             budget: self.budget.clone(),
         };
         let conn = self.store().shared(self.conn.proto, self.conn.id);
-        if let Err(job) = conn.send(job).await {
+        let queued = match conn.try_send(job) {
+            Ok(()) => Ok(()),
+            // The connection's queue is full (backpressure): wait, in a future of its own
+            // so the common path through `route` stays small to move.
+            Err(TrySendError::Full(job)) => Box::pin(conn.send(job)).await,
+            Err(TrySendError::Closed(job)) => Err(job),
+        };
+        if let Err(job) = queued {
             let _ = job.reply.send(Batch {
                 bytes: Bytes::new(),
                 got: 0,
@@ -1484,4 +1492,17 @@ fn split_frames(bytes: &Bytes) -> Vec<Bytes> {
         }
     }
     frames
+}
+
+#[cfg(test)]
+impl<R, W> Client<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// The size of the future `serve_batch` builds (and moves) for every request.
+    pub(super) fn route_future_size(&mut self) -> usize {
+        let req = Request::from_args(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]);
+        std::mem::size_of_val(&self.route(req))
+    }
 }

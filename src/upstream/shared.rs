@@ -108,6 +108,12 @@ impl SharedConn {
         self.tx.send(job).await.map_err(|e| e.0)
     }
 
+    /// Queue a job without waiting; the job comes back when the queue is full or the
+    /// task is gone.
+    pub fn try_send(&self, job: Job) -> Result<(), mpsc::error::TrySendError<Job>> {
+        self.tx.try_send(job)
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
