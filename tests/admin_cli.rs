@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{assert_reply, RedisServer, Sidecar, SidecarToml};
+use std::time::Duration;
+
+use common::{assert_reply, wait_for, RedisServer, Sidecar, SidecarToml};
 
 fn text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply).into_owned()
@@ -69,7 +71,13 @@ fn sidecar_stats_upstream_config_and_help_read_in_redis_cli() {
     );
     let mut c = sidecar.conn();
     assert_reply(&c.cmd_str(&["AUTH", "s3cret"]), b"+OK\r\n");
-    let stats = text(&c.cmd_str(&["SIDECAR", "STATS"]));
+    // The shared connections dial Redis in the background after start: wait for them.
+    let stats = wait_for("the upstream connected", Duration::from_secs(5), || {
+        let stats = text(&c.cmd_str(&["SIDECAR", "STATS"]));
+        stats
+            .contains("sidecar_upstream_connected 1")
+            .then_some(stats)
+    });
     // The harness's readiness probe was a connection too.
     assert!(
         stats.contains("sidecar_client_connections_total 2"),
