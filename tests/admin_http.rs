@@ -722,13 +722,21 @@ fn upstream_loss_and_tryagain_are_counted() {
     assert!(lost.starts_with(b"-ERR upstream"), "{}", show(&lost));
     let down = c.cmd_str(&["GET", "k"]);
     assert!(down.starts_with(b"-TRYAGAIN"), "{}", show(&down));
-    let s = scrape(admin);
+    let kind = [("kind", "shared")];
+    // Each shared connection notices the loss on its own task: wait for all four.
+    let s = wait_for(
+        "every shared connection to count its loss",
+        FOLLOW_TIMEOUT,
+        || {
+            let s = scrape(admin);
+            (s.value("sidecar_upstream_disconnects_total", &kind) >= 4.0).then_some(s)
+        },
+    );
     assert_eq!(errors(&s, "upstream_lost"), 1.0);
     assert_eq!(errors(&s, "tryagain"), 1.0);
     assert_eq!(errors(&s, "upstream_timeout"), 0.0);
     assert_eq!(commands(&s, "SET", "error"), 1.0);
     assert_eq!(commands(&s, "GET", "error"), 1.0);
-    let kind = [("kind", "shared")];
     assert_eq!(s.value("sidecar_upstream_connections", &kind), 0.0);
     assert_eq!(s.value("sidecar_upstream_disconnects_total", &kind), 4.0);
 }

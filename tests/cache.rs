@@ -572,3 +572,41 @@ fn tracking_refused_by_an_acl_leaves_the_data_path_alone() {
     );
     assert_reply(&c.cmd_str(&["SET", "lock:x", "1"]), b"+OK\r\n");
 }
+
+/// Many clients pipelining cache misses at once: each miss is a job of its own (its reply
+/// fills the cache), so together they overrun the shared connection's queue and some wait
+/// for room. Every reply still reaches its client, in order.
+#[test]
+fn pipelined_misses_from_many_clients_overrunning_the_queue_are_answered_in_order() {
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 1500;
+    let redis = RedisServer::start();
+    for chunk in 0..CLIENTS {
+        let mut mset = vec!["MSET".to_string()];
+        for i in 0..PER_CLIENT {
+            mset.push(format!("session:q{chunk}:{i}"));
+            mset.push(format!("v{chunk}-{i}"));
+        }
+        let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+        assert_reply(&redis.cmd(&args), b"+OK\r\n");
+    }
+    let a = Sidecar::start(&config(&redis));
+    wait_live(&a);
+    let mut conns: Vec<RawConn> = (0..CLIENTS).map(|_| a.conn()).collect();
+    for (chunk, c) in conns.iter_mut().enumerate() {
+        let mut pipe = Vec::new();
+        for i in 0..PER_CLIENT {
+            pipe.extend(common::encode_str(&[
+                "GET",
+                &format!("session:q{chunk}:{i}"),
+            ]));
+        }
+        c.send(&pipe);
+    }
+    for (chunk, c) in conns.iter_mut().enumerate() {
+        let replies = c.read_replies(PER_CLIENT);
+        for (i, reply) in replies.iter().enumerate() {
+            assert_reply(reply, &bulk(&format!("v{chunk}-{i}")));
+        }
+    }
+}

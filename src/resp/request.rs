@@ -21,6 +21,8 @@ use super::{parse_i64, put_header, ProtocolError};
 
 /// Longest `*<count>` or `$<len>` header line accepted before its `\r`.
 const MAX_HEADER_LEN: usize = 1024;
+/// Longest array read by the one-pass path (`SET key value EX n NX` and shorter).
+const FAST_ARGS: usize = 8;
 /// Most argument slots allocated up front, whatever count the wire announces.
 const PREALLOC_ARGS: usize = 1024;
 /// Redis refuses multibulk counts above `INT_MAX` whatever its limits say.
@@ -150,6 +152,11 @@ impl RequestDecoder {
     /// skipped, as Redis does (so they may have been split off `buf` even when `None` is returned).
     /// After an error the connection must be closed; the decoder is reset.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        if let State::Start = self.state {
+            if let Some(request) = self.whole_small_array(buf) {
+                return Ok(Some(request));
+            }
+        }
         loop {
             let step = match self.state {
                 State::Start => self.start(buf),
@@ -170,6 +177,37 @@ impl RequestDecoder {
                 }
             }
         }
+    }
+
+    /// The common case in one pass: a whole array of at most [`FAST_ARGS`] bulks, every
+    /// header plain digits (see [`small_header`]), already buffered. Anything else is
+    /// `None` with nothing consumed, and the general path decides; where this one gives a
+    /// request, the general path gives the same.
+    fn whole_small_array(&self, buf: &mut BytesMut) -> Option<Request> {
+        let (count, mut pos) = small_header(buf, 0, b'*')?;
+        if count == 0 || count > FAST_ARGS || count > self.limits.max_array_len {
+            return None;
+        }
+        let mut spans = [(0usize, 0usize); FAST_ARGS];
+        for span in spans.iter_mut().take(count) {
+            let (len, at) = small_header(buf, pos, b'$')?;
+            if len > self.limits.max_bulk_len {
+                return None;
+            }
+            let next = at.checked_add(len)?.checked_add(2)?;
+            if next > buf.len() {
+                return None;
+            }
+            *span = (at, len);
+            pos = next;
+        }
+        let raw = buf.split_to(pos).freeze();
+        let args = spans
+            .iter()
+            .take(count)
+            .map(|&(at, len)| raw.slice(at..at + len))
+            .collect();
+        Some(Request { raw, args })
     }
 
     fn reset(&mut self) {

@@ -38,7 +38,8 @@ use crate::resp::{
 };
 use crate::upstream::sentinel::PrimaryState;
 use crate::upstream::{
-    encode_command, retired, Batch, Job, PinnedConn, ReplyBudget, UpstreamError, MAX_REPLY_DEPTH,
+    encode_command, retired, Batch, Job, PinnedConn, ReplyBudget, SharedConn, UpstreamError,
+    MAX_REPLY_DEPTH,
 };
 
 /// Write the output buffer once it holds this much, even mid-batch.
@@ -185,6 +186,8 @@ pub struct Client<R, W> {
     /// The open run of consecutive shared commands not yet handed to the pool.
     seg: BytesMut,
     seg_count: usize,
+    /// Closed segments waiting for room in their shared connection's queue, in order.
+    unsent: VecDeque<(SharedConn, Job)>,
     pinned: Option<PinnedConn>,
     pinned_out: BytesMut,
     session: Session,
@@ -272,6 +275,7 @@ where
             slots: VecDeque::new(),
             seg: BytesMut::new(),
             seg_count: 0,
+            unsent: VecDeque::new(),
             pinned: None,
             pinned_out: BytesMut::new(),
             session: Session::default(),
@@ -434,6 +438,9 @@ where
                 break;
             }
             self.route(req).await?;
+            if !self.unsent.is_empty() {
+                Box::pin(self.send_unsent()).await;
+            }
         }
         self.drain().await
     }
@@ -458,7 +465,7 @@ where
                 self.ns = None;
             } else if !matches!(route, Route::Local(_)) {
                 self.ctx.metrics.refusal(RefusalRule::Select).increment(1);
-                self.close_segment().await;
+                self.close_segment();
                 let text = keyspace::unmapped_db(db);
                 self.ready(Reply::error(format!("NOPERM {text}")));
                 return Ok(());
@@ -469,13 +476,13 @@ where
             route = Route::Pinned(Pin::Select);
         }
         if let Route::Local(local) = route {
-            self.close_segment().await;
+            self.close_segment();
             let reply = Box::pin(self.local(local, &req)).await;
             self.ready(reply);
             return Ok(());
         }
         if !self.conn.authenticated {
-            self.close_segment().await;
+            self.close_segment();
             self.ready(Reply::error("NOAUTH Authentication required."));
             return Ok(());
         }
@@ -484,7 +491,7 @@ where
                 .metrics
                 .refusal(RefusalRule::DenyCommands)
                 .increment(1);
-            self.close_segment().await;
+            self.close_segment();
             if self.session.multi {
                 self.session.multi_refused = true;
             }
@@ -495,7 +502,7 @@ where
             Route::Pinned(p) => Some(p),
             _ => None,
         };
-        if namespaced && self.fast_hit(&live, &req).await {
+        if namespaced && self.fast_hit(&live, &req) {
             return Ok(());
         }
         let mut extra = Extra::default();
@@ -533,13 +540,13 @@ where
                     }
                 }
                 Staged::Answer(reply) => {
-                    self.close_segment().await;
+                    self.close_segment();
                     self.ready(reply);
                     return Ok(());
                 }
                 Staged::Refuse { rule, text } => {
                     self.ctx.metrics.refusal(rule).increment(1);
-                    self.close_segment().await;
+                    self.close_segment();
                     if self.session.multi {
                         self.session.multi_refused = true;
                     }
@@ -548,7 +555,7 @@ where
                 }
                 Staged::Select(db) => {
                     ns.db = db;
-                    self.close_segment().await;
+                    self.close_segment();
                     self.ready(Reply::ok());
                     return Ok(());
                 }
@@ -562,7 +569,7 @@ where
             if let Some(cache) = self.ctx.cache.clone() {
                 if live.namespaces.any_cached()
                     && self.cache_usable(&cache)
-                    && self.cache_stage(&cache, &live, &req, &mut extra).await
+                    && self.cache_stage(&cache, &live, &req, &mut extra)
                 {
                     return Ok(());
                 }
@@ -593,7 +600,7 @@ where
             } else {
                 // A rewritten reply, a cache fill or dropped follow-ups: the command gets
                 // a job of its own.
-                self.close_segment().await;
+                self.close_segment();
                 let mut follow_ups = Vec::new();
                 match extra.fill.as_ref() {
                     Some(fill) => {
@@ -617,7 +624,7 @@ where
                     fix: extra.fix,
                     fill: extra.fill,
                 };
-                self.close_segment_with(Some(Box::new(fix))).await;
+                self.close_segment_with(Some(Box::new(fix)));
             }
             return Ok(());
         }
@@ -630,7 +637,7 @@ where
 
     /// The cache stage: answer a read from the cache, plan its fill, note a write, or
     /// refuse at once while Redis is unreachable. True when the request was answered.
-    async fn cache_stage(
+    fn cache_stage(
         &mut self,
         cache: &Arc<Cache>,
         live: &Live,
@@ -672,7 +679,7 @@ where
                 false
             }
             Plan::Answered => {
-                self.hit_answered(hit).await;
+                self.hit_answered(hit);
                 if !extra.follow_ups.is_empty() {
                     // A sliding TTL still reaches Redis; its replies are dropped.
                     for args in &extra.follow_ups {
@@ -684,12 +691,12 @@ where
                         fix: None,
                         fill: None,
                     };
-                    self.close_segment_with(Some(Box::new(fix))).await;
+                    self.close_segment_with(Some(Box::new(fix)));
                 }
                 true
             }
             Plan::Unavailable(text) => {
-                self.close_segment().await;
+                self.close_segment();
                 if self.session.multi {
                     self.session.multi_refused = true;
                 }
@@ -701,7 +708,7 @@ where
 
     /// A cache hit for a client in db 0, answered before the namespace stage (see
     /// [`cache::plan::fast_hit`]). True when answered.
-    async fn fast_hit(&mut self, live: &Live, req: &Request) -> bool {
+    fn fast_hit(&mut self, live: &Live, req: &Request) -> bool {
         let Some(cache) = self.ctx.cache.clone() else {
             return false;
         };
@@ -730,7 +737,7 @@ where
         if !cache::plan::fast_hit(&cache, &live.namespaces, &view, &req.args, out) {
             return false;
         }
-        self.hit_answered(hit).await;
+        self.hit_answered(hit);
         true
     }
 
@@ -745,13 +752,13 @@ where
     }
 
     /// A hit's reply was written as [`Client::hit_out`] chose: count it or queue its slot.
-    async fn hit_answered(&mut self, hit: HitOut) {
+    fn hit_answered(&mut self, hit: HitOut) {
         if hit.direct {
             // No slot for this reply: it is counted here, in command order.
             let reply = self.out.get(hit.from..).unwrap_or_default();
             self.ledger.ready(&self.ctx.metrics, reply);
         } else {
-            self.close_segment().await;
+            self.close_segment();
             self.slots.push_back(Slot::Ready(hit.scratch.freeze()));
         }
     }
@@ -920,11 +927,20 @@ where
     }
 
     /// Hand the open run of shared commands to the client's shared connection.
-    async fn close_segment(&mut self) {
-        self.close_segment_with(None).await
+    fn close_segment(&mut self) {
+        self.close_segment_with(None)
     }
 
-    async fn close_segment_with(&mut self, fix: Option<Box<SlotFix>>) {
+    /// Queue the jobs the shared connection had no room for, in order, waiting for room.
+    async fn send_unsent(&mut self) {
+        while let Some((conn, job)) = self.unsent.pop_front() {
+            if let Err(job) = conn.send(job).await {
+                job_lost(job);
+            }
+        }
+    }
+
+    fn close_segment_with(&mut self, fix: Option<Box<SlotFix>>) {
         if self.seg_count == 0 {
             return;
         }
@@ -952,20 +968,23 @@ where
             budget: self.budget.clone(),
         };
         let conn = self.store().shared(self.conn.proto, self.conn.id);
-        let queued = match conn.try_send(job) {
-            Ok(()) => Ok(()),
-            // The connection's queue is full (backpressure): wait, in a future of its own
-            // so the common path through `route` stays small to move.
-            Err(TrySendError::Full(job)) => Box::pin(conn.send(job)).await,
-            Err(TrySendError::Closed(job)) => Err(job),
+        let full = if self.unsent.is_empty() {
+            match conn.try_send(job) {
+                Ok(()) => None,
+                Err(TrySendError::Full(job)) => Some((conn.clone(), job)),
+                Err(TrySendError::Closed(job)) => {
+                    job_lost(job);
+                    None
+                }
+            }
+        } else {
+            // Behind a job still waiting for room: keep the order.
+            Some((conn.clone(), job))
         };
-        if let Err(job) = queued {
-            let _ = job.reply.send(Batch {
-                bytes: Bytes::new(),
-                got: 0,
-                errors: 0,
-                error: Some(UpstreamError::Lost),
-            });
+        if let Some(waiting) = full {
+            // The connection's queue is full (backpressure): `send_unsent` waits for room
+            // before the next command is routed or any reply is awaited.
+            self.unsent.push_back(waiting);
         }
         self.slots.push_back(Slot::Shared {
             count,
@@ -979,7 +998,8 @@ where
 
     /// Collect every owed reply in order into the output, writing as it grows; flush once at the end.
     pub(super) async fn drain(&mut self) -> Result<(), Closed> {
-        self.close_segment().await;
+        self.close_segment();
+        self.send_unsent().await;
         if !self.pinned_out.is_empty() {
             let bytes = self.pinned_out.split();
             let up = self.pinned_store();
@@ -1292,7 +1312,7 @@ where
 
     /// Queue a local answer in command order (after the open shared segment).
     pub(super) async fn answer(&mut self, reply: Reply) {
-        self.close_segment().await;
+        self.close_segment();
         self.ready(reply);
     }
 
@@ -1478,6 +1498,16 @@ where
 }
 
 /// The complete RESP frames in `bytes`, in order (zero-copy slices).
+/// Answer a job its connection's task will never see.
+fn job_lost(job: Job) {
+    let _ = job.reply.send(Batch {
+        bytes: Bytes::new(),
+        got: 0,
+        errors: 0,
+        error: Some(UpstreamError::Lost),
+    });
+}
+
 fn split_frames(bytes: &Bytes) -> Vec<Bytes> {
     let mut scanner = ReplyScanner::new(MAX_REPLY_DEPTH);
     let mut frames = Vec::new();
