@@ -71,12 +71,15 @@ fn sidecar_stats_upstream_config_and_help_read_in_redis_cli() {
     );
     let mut c = sidecar.conn();
     assert_reply(&c.cmd_str(&["AUTH", "s3cret"]), b"+OK\r\n");
-    // The shared connections dial Redis in the background after start: wait for them.
+    // The shared connections dial Redis in the background after start, and the
+    // harness's readiness probe is closed on the sidecar's side in its own time: wait.
     let stats = wait_for("the upstream connected", Duration::from_secs(5), || {
         let stats = text(&c.cmd_str(&["SIDECAR", "STATS"]));
-        stats
-            .contains("sidecar_upstream_connected 1")
-            .then_some(stats)
+        (stats.contains("sidecar_upstream_connected 1")
+            && stats
+                .lines()
+                .any(|l| l.trim_end() == "sidecar_client_connections 1"))
+        .then_some(stats)
     });
     // The harness's readiness probe was a connection too.
     assert!(

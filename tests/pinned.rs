@@ -51,7 +51,20 @@ fn disconnecting_mid_transaction_leaks_nothing() {
     let sidecar = Sidecar::start(&SidecarToml::new(&redis.url()).upstream("max_pinned = 1"));
     for round in 0..5 {
         let mut c = sidecar.conn();
-        assert_reply(&c.cmd_str(&["WATCH", "leak"]), b"+OK\r\n");
+        // The previous round's client is released once the sidecar has seen it go.
+        wait_for(
+            "the abandoned pinned connection to be released",
+            Duration::from_secs(5),
+            || {
+                let r = c.cmd_str(&["WATCH", "leak"]);
+                if r == b"+OK\r\n" {
+                    Some(())
+                } else {
+                    assert!(r.starts_with(b"-TRYAGAIN "), "round {round}: {}", show(&r));
+                    None
+                }
+            },
+        );
         assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n");
         assert_reply(&c.cmd_str(&["SET", "leak", "x"]), b"+QUEUED\r\n");
         drop(c);

@@ -133,6 +133,14 @@ impl Fix {
     }
 }
 
+/// A request `route_start` left to `route`, with what it found out.
+struct Routed {
+    req: Request,
+    route: Route,
+    live: Arc<Live>,
+    namespaced: bool,
+}
+
 /// Where a cache hit's reply goes (see `Client::hit_out`).
 struct HitOut {
     direct: bool,
@@ -437,7 +445,11 @@ where
             if self.quit {
                 break;
             }
-            self.route(req).await?;
+            // Most commands are done here without an await (a forward with nothing to add,
+            // a cache hit, a refusal); only the rest build `route`'s future.
+            if let Some(routed) = self.route_start(req) {
+                self.route(routed).await?;
+            }
             if !self.unsent.is_empty() {
                 Box::pin(self.send_unsent()).await;
             }
@@ -445,7 +457,10 @@ where
         self.drain().await
     }
 
-    async fn route(&mut self, mut req: Request) -> Result<(), Closed> {
+    /// The first part of routing, which never waits: count the command, answer what is
+    /// refused or served from the cache, and forward a plain command with nothing to add.
+    /// What is left (local commands, the namespace stage, pinned state) goes to `route`.
+    fn route_start(&mut self, mut req: Request) -> Option<Routed> {
         self.ledger.command(&self.ctx.metrics, req.name());
         if req.args.len() >= 3 && req.args[0].eq_ignore_ascii_case(b"CLIENT") {
             req = self.translate_client_ids(req);
@@ -468,23 +483,26 @@ where
                 self.close_segment();
                 let text = keyspace::unmapped_db(db);
                 self.ready(Reply::error(format!("NOPERM {text}")));
-                return Ok(());
+                return None;
             }
         }
         if route == Route::Local(Local::SelectZero) && (self.pinned.is_some() || namespaced) {
             // The pinned connection may sit in another db: it must switch back itself.
             route = Route::Pinned(Pin::Select);
         }
-        if let Route::Local(local) = route {
+        if let Route::Local(_) = route {
             self.close_segment();
-            let reply = Box::pin(self.local(local, &req)).await;
-            self.ready(reply);
-            return Ok(());
+            return Some(Routed {
+                req,
+                route,
+                live,
+                namespaced,
+            });
         }
         if !self.conn.authenticated {
             self.close_segment();
             self.ready(Reply::error("NOAUTH Authentication required."));
-            return Ok(());
+            return None;
         }
         if let Err(denied) = live.policy.check(&req.args) {
             self.ctx
@@ -496,15 +514,46 @@ where
                 self.session.multi_refused = true;
             }
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
+            return None;
+        }
+        if namespaced && self.fast_hit(&live, &req) {
+            return None;
+        }
+        let plain = !namespaced
+            && route == Route::Shared
+            && self.pinned.is_none()
+            && self.ctx.migration.is_none()
+            && self.tx_lost.is_none()
+            && !wants_info(&req, self.session.multi);
+        if plain {
+            self.push_seg(&req, None);
+            self.seg_count += 1;
+            return None;
+        }
+        Some(Routed {
+            req,
+            route,
+            live,
+            namespaced,
+        })
+    }
+
+    async fn route(&mut self, routed: Routed) -> Result<(), Closed> {
+        let Routed {
+            mut req,
+            route,
+            live,
+            namespaced,
+        } = routed;
+        if let Route::Local(local) = route {
+            let reply = Box::pin(self.local(local, &req)).await;
+            self.ready(reply);
             return Ok(());
         }
         let pin = match route {
             Route::Pinned(p) => Some(p),
             _ => None,
         };
-        if namespaced && self.fast_hit(&live, &req) {
-            return Ok(());
-        }
         let mut extra = Extra::default();
         // Migration hook: an old_db client served by the old store skips the namespace stage.
         if namespaced && !self.migration_bypass(&req) {
@@ -575,10 +624,7 @@ where
                 }
             }
         }
-        if !self.session.multi
-            && req.name().eq_ignore_ascii_case(b"INFO")
-            && info::wants_section(&req.args)
-        {
+        if wants_info(&req, self.session.multi) {
             extra.fix = Some(Fix::AppendInfo(info::section(&self.ctx)));
         }
         // Migration hook: hold the pass (the store of record stays put until this batch is
@@ -1498,6 +1544,11 @@ where
 }
 
 /// The complete RESP frames in `bytes`, in order (zero-copy slices).
+/// INFO outside a transaction asking for the sidecar's section: it is appended to the reply.
+fn wants_info(req: &Request, in_multi: bool) -> bool {
+    !in_multi && req.name().eq_ignore_ascii_case(b"INFO") && info::wants_section(&req.args)
+}
+
 /// Answer a job its connection's task will never see.
 fn job_lost(job: Job) {
     let _ = job.reply.send(Batch {
@@ -1533,6 +1584,12 @@ where
     /// The size of the future `serve_batch` builds (and moves) for every request.
     pub(super) fn route_future_size(&mut self) -> usize {
         let req = Request::from_args(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]);
-        std::mem::size_of_val(&self.route(req))
+        let routed = Routed {
+            req,
+            route: Route::Shared,
+            live: self.ctx.live(),
+            namespaced: true,
+        };
+        std::mem::size_of_val(&self.route(routed))
     }
 }
