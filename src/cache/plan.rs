@@ -135,7 +135,8 @@ pub fn plan(
         };
         if range.len() == 1 {
             // The common case (a session GET / HGETALL hit) allocates nothing.
-            if let Some(plan) = single_hit(&r, namespaces, &full(&args[1]), out) {
+            let key = full(&args[1]);
+            if let Some(plan) = single_hit(&r, namespaces.of_key(&key), &key, out) {
                 return plan;
             }
         }
@@ -233,7 +234,10 @@ pub fn fast_hit(
         return false;
     }
     let key = &args[1];
-    if !matches!(namespaces.of_key(key), Some(ns) if ns.config.touch_on_read.is_none()) {
+    let Some(ns) = namespaces.of_key(key) else {
+        return false;
+    };
+    if ns.config.touch_on_read.is_some() {
         return false;
     }
     let r = Read {
@@ -243,13 +247,13 @@ pub fn fast_hit(
         args,
         degraded: false,
     };
-    matches!(single_hit(&r, namespaces, key, out), Some(Plan::Answered))
+    matches!(single_hit(&r, Some(ns), key, out), Some(Plan::Answered))
 }
 
 /// A single-key read answered from a fresh (or, degraded, stale) entry.
 fn single_hit(
     r: &Read<'_>,
-    namespaces: &Namespaces,
+    ns: Option<&Namespace>,
     key: &Bytes,
     out: &mut BytesMut,
 ) -> Option<Plan> {
@@ -257,7 +261,7 @@ fn single_hit(
     if view.pinned || view.written.contains(key) {
         return None;
     }
-    let ns = namespaces.of_key(key)?;
+    let ns = ns?;
     let stats = ns.cache.as_ref()?;
     let stale_ok = r.degraded && ns.config.degrade == Degrade::ServeStale;
     let (entry, stale) = match cache.lookup(key, stale_ok) {

@@ -94,7 +94,20 @@ pub(crate) fn put_decimal(out: &mut bytes::BytesMut, n: i64) {
 
 /// Append `<kind><n>\r\n`, the header of a bulk string or an aggregate.
 pub(crate) fn put_header(out: &mut bytes::BytesMut, kind: u8, n: usize) {
-    out.extend_from_slice(&[kind]);
-    put_decimal(out, i64::try_from(n).unwrap_or(i64::MAX));
-    out.extend_from_slice(b"\r\n");
+    // Built on the stack and appended once: every cache hit writes one.
+    let mut header = [0u8; 24];
+    let mut at = header.len() - 2;
+    header[at..].copy_from_slice(b"\r\n");
+    let mut rest = n;
+    loop {
+        at -= 1;
+        header[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    at -= 1;
+    header[at] = kind;
+    out.extend_from_slice(&header[at..]);
 }
