@@ -468,7 +468,7 @@ where
             req = self.translate_client_ids(req);
         }
         let mut route = classify(&req.args);
-        let live = self.ctx.live();
+        let live = self.ctx.live_now();
         let namespaced = live.namespaces.enabled();
         if let Some(db) = self
             .ns
@@ -497,7 +497,7 @@ where
             return Some(Routed {
                 req,
                 route,
-                live,
+                live: arc_swap::Guard::into_inner(live),
                 namespaced,
             });
         }
@@ -535,7 +535,7 @@ where
         Some(Routed {
             req,
             route,
-            live,
+            live: arc_swap::Guard::into_inner(live),
             namespaced,
         })
     }
