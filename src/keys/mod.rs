@@ -1,9 +1,9 @@
 //! Key extraction: which arguments of a request are key names, for every Redis 7.0
 //! command, driven by the command table (key specs as `COMMAND INFO` reports them).
 //!
-//! The namespace stage calls [`lookup`] once per request and [`extract`] to find the
-//! arguments it must check, prefix or give a TTL. Pure: no IO, no allocation beyond
-//! the caller's output vector.
+//! The namespace stage calls [`lookup`] (or [`command`] and [`resolve`]) once per
+//! request and [`extract`] to find the arguments it must check, prefix or give a TTL.
+//! Pure: no IO, no allocation beyond the caller's output vector.
 //!
 //! The table (`table.rs`) is generated from a running Redis by
 //! `scripts/gen-command-table.py`; `spec` interprets key specs the way Redis does for
@@ -170,7 +170,18 @@ pub fn commands() -> &'static [CommandInfo] {
 /// Like Redis, a container command without a subcommand argument resolves to the
 /// container itself (which has no keys), and an unknown subcommand to `None`.
 pub fn lookup(args: &[Bytes]) -> Option<&'static CommandInfo> {
-    let cmd = find_top(args.first()?)?;
+    resolve(command(args.first()?)?, args)
+}
+
+/// The top-level entry named `name` (case-insensitive), its subcommand not resolved: the
+/// part of [`lookup`] that depends on the name alone, for callers that remember it.
+pub fn command(name: &[u8]) -> Option<&'static CommandInfo> {
+    find_top(name)
+}
+
+/// The entry a request for the top-level entry `cmd` runs: `cmd` itself, or for a
+/// container command the subcommand `args[1]` names (see [`lookup`]).
+pub fn resolve(cmd: &'static CommandInfo, args: &[Bytes]) -> Option<&'static CommandInfo> {
     match args.get(1) {
         Some(sub) if !cmd.subcommands.is_empty() => find(cmd.subcommands, sub),
         _ => Some(cmd),

@@ -235,8 +235,8 @@ struct NsClient {
     /// Upstream pub/sub names this client reached through a mapped db, and that db.
     mapped_channels: HashSet<Bytes>,
     mapped_db: u32,
-    /// Reused for each request's key positions.
-    key_scratch: Vec<KeyArg>,
+    /// The namespace stage's, reused from request to request (key positions, last name).
+    key_scratch: keyspace::Scratch,
     /// Cached keys written by commands whose replies are not read yet: never served
     /// from the cache meanwhile (a client reads its own writes).
     written: Vec<Bytes>,
@@ -570,24 +570,19 @@ where
                 db: ns.db,
                 in_multi: self.session.multi,
             };
-            match keyspace::stage(&cx, view, req, &mut ns.key_scratch) {
-                Staged::Forward {
-                    req: staged,
-                    prefix,
-                    fix,
-                    follow_ups,
-                    channels,
-                } => {
-                    req = staged;
-                    extra = Extra {
-                        fix: fix.map(Fix::Strip),
-                        follow_ups,
-                        prefix,
-                        ..Extra::default()
-                    };
-                    if !channels.is_empty() {
+            match keyspace::stage(&cx, view, &req, &mut ns.key_scratch) {
+                Staged::Forward => {}
+                Staged::Prefixed(prefix) => extra.prefix = Some(prefix),
+                Staged::Rewritten(r) => {
+                    if let Some(staged) = r.req {
+                        req = staged;
+                    }
+                    extra.fix = r.fix.map(Fix::Strip);
+                    extra.follow_ups = r.follow_ups;
+                    extra.prefix = r.prefix;
+                    if !r.channels.is_empty() {
                         ns.mapped_db = ns.db;
-                        ns.mapped_channels.extend(channels);
+                        ns.mapped_channels.extend(r.channels);
                     }
                 }
                 Staged::Answer(reply) => {
