@@ -138,6 +138,26 @@ impl CommandInfo {
                 .any(|s| !s.flags.contains(KeyFlags::NOT_KEY))
     }
 
+    /// Where the command's only key stands when that never depends on the other
+    /// arguments (one key spec, at a fixed index, naming one key; no procedure): the
+    /// index and the key's flags. [`extract`] reports exactly that argument, with these
+    /// flags, when the request has it, and nothing when it is too short. Most commands
+    /// (GET, INCR, HSET, LPUSH...) are like this; a caller can skip the walk for them.
+    pub fn fixed_key(&self) -> Option<(usize, KeyFlags)> {
+        let [spec] = self.key_specs else {
+            return None;
+        };
+        if self.procedure != Proc::None || spec.flags.contains(KeyFlags::NOT_KEY) {
+            return None;
+        }
+        match (&spec.begin, &spec.find) {
+            (spec::BeginSearch::Index(i), spec::FindKeys::Range { lastkey: 0, .. }) if *i >= 1 => {
+                Some((usize::try_from(*i).ok()?, spec.flags))
+            }
+            _ => None,
+        }
+    }
+
     /// The subcommands of a container command (`OBJECT`, `XINFO`...), sorted by name.
     pub fn subcommands(&self) -> &'static [CommandInfo] {
         self.subcommands
@@ -259,6 +279,9 @@ pub fn extract(cmd: &CommandInfo, args: &[Bytes], out: &mut Vec<KeyArg>) {
     if cmd.procedure == Proc::None {
         for spec in cmd.key_specs {
             spec.extract(args, out);
+        }
+        if cmd.key_specs.len() < 2 {
+            return; // One spec reports its keys in argument order, each once.
         }
     } else {
         procs::extract(cmd, args, out);
