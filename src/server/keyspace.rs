@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use crate::config::{FlushMode, FlushPolicy, KeysMode, PolicyConfig, ScriptsMode, UnmatchedKeys};
-use crate::keys::{self, ArgKind, CommandInfo, KeyArg};
+use crate::keys::{self, ArgKind, CommandInfo, KeyArg, KeyFlags};
 use crate::metrics::{FlushKind, RefusalRule};
 use crate::namespace::reply::{self, KeyReply};
 use crate::namespace::ttl::{self, TouchThrottle};
@@ -206,10 +206,22 @@ struct Named {
     len: usize,
     /// The top-level table entry (subcommand not resolved); `None`: not in the table.
     top: Option<&'static CommandInfo>,
+    /// `top` has subcommands.
+    container: bool,
+    /// `top`'s only key, when it stands at a fixed place (see [`CommandInfo::fixed_key`]).
+    fixed_key: Option<(usize, KeyFlags)>,
     kind: Kind,
 }
 
 impl Named {
+    /// The table entry a request with this name runs (`args[1]` names a subcommand).
+    fn entry(&self, args: &[Bytes]) -> Option<&'static CommandInfo> {
+        match self.top {
+            Some(top) if self.container => keys::resolve(top, args),
+            top => top,
+        }
+    }
+
     fn upper(&self) -> &[u8] {
         &self.upper[..self.len]
     }
@@ -228,23 +240,62 @@ pub(super) struct Scratch {
 /// `name` resolved, from `last` when it is the same bytes; `None` when it is longer than
 /// [`NAME_MAX`].
 fn resolve_name<'a>(last: &'a mut Option<Named>, name: &[u8]) -> Option<&'a Named> {
+    // Byte by byte: names are short, shorter than a call to memcmp.
     let same = last
         .as_ref()
-        .is_some_and(|n| n.raw.get(..n.len) == Some(name));
+        .is_some_and(|n| n.raw.get(..n.len).is_some_and(|raw| same_short(raw, name)));
     if !same {
+        *last = Some(Named::new(name)?);
+    }
+    last.as_ref()
+}
+
+/// `a == b`, for up to 16 bytes in at most two word comparisons: cheaper than the call to
+/// memcmp a slice comparison makes. Two words of a size that fits cover the whole slice
+/// between them (overlapping when it is shorter than both together).
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    fn u32_at(s: &[u8], at: usize) -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+    fn u64_at(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    }
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    match len {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, len - 4) == u32_at(b, len - 4),
+        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, len - 8) == u64_at(b, len - 8),
+        _ => a == b,
+    }
+}
+
+impl Named {
+    /// `None` when `name` is longer than [`NAME_MAX`]. Out of line, like the other rare
+    /// paths, to keep the stage's hot path small.
+    #[inline(never)]
+    fn new(name: &[u8]) -> Option<Named> {
         let mut upper = [0u8; NAME_MAX];
         let len = crate::command::upper(name, &mut upper)?.len();
         let mut raw = [0u8; NAME_MAX];
         raw[..len].copy_from_slice(name);
-        *last = Some(Named {
+        let top = keys::command(name);
+        Some(Named {
             raw,
             upper,
             len,
-            top: keys::command(name),
+            top,
+            container: top.is_some_and(|t| !t.subcommands().is_empty()),
+            fixed_key: top.and_then(CommandInfo::fixed_key),
             kind: Kind::of(&upper[..len]),
-        });
+        })
     }
-    last.as_ref()
 }
 
 /// Apply namespaces and the key, flush, KEYS, script and TTL policies to one request.
@@ -259,135 +310,189 @@ pub(super) fn stage(
     let Some(named) = req.args.first().and_then(|n| resolve_name(last, n)) else {
         return Staged::Forward;
     };
-    let kind = named.kind;
     let mapped = cx.namespaces.by_db(view.db);
-    if view.db != 0 && mapped.is_none() && kind != Kind::Select {
+    if view.db != 0 && mapped.is_none() && named.kind != Kind::Select {
         return refuse(RefusalRule::Select, unmapped_db(view.db));
     }
-    if kind != Kind::Keyed {
-        let name = named.upper();
-        match kind {
-            Kind::Select => return select(cx, view, req),
-            Kind::OtherDb => {
-                return refuse(RefusalRule::Select, format!(
-                    "{} is refused: databases are mapped onto key prefixes (namespace.db), Redis only has db 0",
-                    lossy(name)
-                ))
-            }
-            Kind::FlushAll => return flush(cx, view, None),
-            Kind::FlushDb => return flush(cx, view, mapped),
-            Kind::Keys => return keys_command(cx, view, mapped, req),
-            Kind::Scan => {
-                if let Some(ns) = mapped {
-                    return scan(ns, req);
-                }
-            }
-            Kind::WholeDb => {
-                let Some(ns) = mapped else {
-                    return Staged::Forward;
-                };
-                if req.args.len() != 1 {
-                    return Staged::Forward; // Redis answers the arity error.
-                }
-                if view.in_multi {
-                    return refuse(RefusalRule::Multi, in_multi(name));
-                }
-                let prefix = ns.prefix.clone();
-                return Staged::Run(if name == b"DBSIZE" {
-                    Op::DbSize { prefix }
-                } else {
-                    Op::RandomKey { prefix }
-                });
-            }
-            Kind::Copy if has_db_option(&req.args) => {
-                return refuse(RefusalRule::Select,
-                    "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
-                )
-            }
-            Kind::Subscribe => {
-                return match mapped {
-                    Some(ns) => pubsub(ns, view.db, name, req),
-                    None => Staged::Forward,
-                };
-            }
-            Kind::Script => {
-                if let Err(text) = script_policy(cx.policy, name, &req.args) {
-                    return refuse(RefusalRule::Scripts, text);
-                }
-            }
-            Kind::Keyed | Kind::KeyReply(_) | Kind::Copy => {}
+    if named.kind != Kind::Keyed {
+        if let Some(staged) = special(cx, view, mapped, named, req) {
+            return staged;
         }
     }
-    let Some(cmd) = named.top.and_then(|top| keys::resolve(top, &req.args)) else {
-        // A command the table does not know (a module's, or a newer Redis's): its keys
-        // cannot be checked or prefixed.
-        if mapped.is_some() || cx.policy.unmatched_keys == UnmatchedKeys::Reject {
-            return refuse(RefusalRule::UnknownCommand, format!(
-                "'{}' is not in the sidecar's command table, so its keys cannot be checked against the namespaces",
-                lossy(named.upper())
-            ));
-        }
-        cx.unmatched.fetch_add(1, Ordering::Relaxed);
-        return Staged::Forward;
+    let Some(cmd) = named.entry(&req.args) else {
+        return unknown(cx, mapped, named.upper());
     };
-    found.clear();
-    keys::extract(cmd, &req.args, found);
-    if found.is_empty() {
+    let one: [KeyArg; 1];
+    let found: &[KeyArg] = match named.fixed_key {
+        // Most commands: one key at a fixed place, no list needed.
+        Some((index, flags)) => {
+            if index >= req.args.len() {
+                return Staged::Forward; // Redis answers the arity error.
+            }
+            one = [KeyArg {
+                index,
+                flags,
+                kind: ArgKind::Key,
+            }];
+            &one
+        }
+        None => {
+            found.clear();
+            keys::extract(cmd, &req.args, found);
+            if found.is_empty() {
+                return Staged::Forward;
+            }
+            found
+        }
+    };
+    match mapped {
+        None => checked(cx, cmd, req, found),
+        Some(ns) => mapped_keys(cx, ns, named.kind, cmd, req, found),
+    }
+}
+
+/// The commands the stage treats by name; `None`: go on with their keys.
+#[inline(never)]
+fn special(
+    cx: &StageCtx<'_>,
+    view: ClientView,
+    mapped: Option<&Namespace>,
+    named: &Named,
+    req: &Request,
+) -> Option<Staged> {
+    let name = named.upper();
+    Some(match named.kind {
+        Kind::Select => select(cx, view, req),
+        Kind::OtherDb => refuse(RefusalRule::Select, format!(
+            "{} is refused: databases are mapped onto key prefixes (namespace.db), Redis only has db 0",
+            lossy(name)
+        )),
+        Kind::FlushAll => flush(cx, view, None),
+        Kind::FlushDb => flush(cx, view, mapped),
+        Kind::Keys => keys_command(cx, view, mapped, req),
+        Kind::Scan => scan(mapped?, req),
+        Kind::WholeDb => {
+            let Some(ns) = mapped else {
+                return Some(Staged::Forward);
+            };
+            if req.args.len() != 1 {
+                return Some(Staged::Forward); // Redis answers the arity error.
+            }
+            if view.in_multi {
+                return Some(refuse(RefusalRule::Multi, in_multi(name)));
+            }
+            let prefix = ns.prefix.clone();
+            Staged::Run(if name == b"DBSIZE" {
+                Op::DbSize { prefix }
+            } else {
+                Op::RandomKey { prefix }
+            })
+        }
+        Kind::Copy if has_db_option(&req.args) => refuse(
+            RefusalRule::Select,
+            "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
+        ),
+        Kind::Subscribe => match mapped {
+            Some(ns) => pubsub(ns, view.db, name, req),
+            None => Staged::Forward,
+        },
+        Kind::Script => refuse(
+            RefusalRule::Scripts,
+            script_policy(cx.policy, name, &req.args).err()?,
+        ),
+        Kind::Keyed | Kind::KeyReply(_) | Kind::Copy => return None,
+    })
+}
+
+/// A command the table does not know (a module's, or a newer Redis's): its keys cannot
+/// be checked or prefixed.
+#[inline(never)]
+fn unknown(cx: &StageCtx<'_>, mapped: Option<&Namespace>, name: &[u8]) -> Staged {
+    if mapped.is_some() || cx.policy.unmatched_keys == UnmatchedKeys::Reject {
+        return refuse(RefusalRule::UnknownCommand, format!(
+            "'{}' is not in the sidecar's command table, so its keys cannot be checked against the namespaces",
+            lossy(name)
+        ));
+    }
+    cx.unmatched.fetch_add(1, Ordering::Relaxed);
+    Staged::Forward
+}
+
+/// db 0 (unmapped): every key must lie in a namespace (or is counted, with
+/// `unmatched_keys = "allow"`); keys in a namespace with TTL rules get a TTL plan.
+fn checked(cx: &StageCtx<'_>, cmd: &CommandInfo, req: &Request, found: &[KeyArg]) -> Staged {
+    let any_rules = cx.namespaces.any_ttl_rules();
+    let mut ruled = false;
+    let mut unmatched = false;
+    for k in found {
+        let key = &req.args[k.index];
+        match cx.namespaces.of_key(key) {
+            Some(ns) => ruled |= any_rules && k.kind == ArgKind::Key && ns.has_ttl_rules(),
+            None if cx.policy.unmatched_keys == UnmatchedKeys::Reject => {
+                return refuse(
+                    RefusalRule::UnmatchedKey,
+                    unmatched_text(cx.namespaces, key, k.kind),
+                );
+            }
+            None => unmatched = true,
+        }
+    }
+    if unmatched {
+        cx.unmatched.fetch_add(1, Ordering::Relaxed);
+    }
+    if !ruled {
         return Staged::Forward;
     }
-    let fix = match (mapped, kind) {
-        (Some(ns), Kind::KeyReply(kind)) => Some(ReplyFix {
+    with_ttl(cx, None, cmd, req, None, None, found)
+}
+
+/// A mapped db: every key gets the namespace's prefix; a reply naming keys loses it.
+fn mapped_keys(
+    cx: &StageCtx<'_>,
+    ns: &Namespace,
+    kind: Kind,
+    cmd: &CommandInfo,
+    req: &Request,
+    found: &[KeyArg],
+) -> Staged {
+    let fix = match kind {
+        Kind::KeyReply(kind) => Some(ReplyFix {
             kind,
             prefix: ns.prefix.clone(),
         }),
         _ => None,
     };
-    // Whether some key lies in a namespace with TTL rules (so the request needs a plan).
-    let mut ruled = false;
-    let changed = match mapped {
-        Some(ns) if !ns.has_ttl_rules() => {
-            // The common mapped case: prefix while writing the command out.
-            return match Prefix::new(&ns.prefix, found) {
-                Some(prefix) if fix.is_none() => Staged::Prefixed(prefix),
-                Some(prefix) => Staged::Rewritten(Rewrite {
-                    prefix: Some(prefix),
-                    fix,
-                    ..Rewrite::default()
-                }),
-                None => rewritten(Some(prefixed(ns, req, found)), fix, Vec::new()),
-            };
-        }
-        Some(ns) => {
-            ruled = found.iter().any(|k| k.kind == ArgKind::Key);
-            Some(prefixed(ns, req, found))
-        }
-        None => {
-            let any_rules = cx.namespaces.any_ttl_rules();
-            let mut unmatched = false;
-            for k in found.iter() {
-                let key = &req.args[k.index];
-                match cx.namespaces.of_key(key) {
-                    Some(ns) => {
-                        ruled |= any_rules && k.kind == ArgKind::Key && ns.has_ttl_rules();
-                    }
-                    None if cx.policy.unmatched_keys == UnmatchedKeys::Reject => {
-                        return refuse(
-                            RefusalRule::UnmatchedKey,
-                            unmatched_text(cx.namespaces, key, k.kind),
-                        );
-                    }
-                    None => unmatched = true,
-                }
-            }
-            if unmatched {
-                cx.unmatched.fetch_add(1, Ordering::Relaxed);
-            }
-            None
-        }
-    };
-    if !ruled {
-        return rewritten(changed, fix, Vec::new());
+    if !ns.has_ttl_rules() {
+        // The common mapped case: prefix while writing the command out.
+        return match Prefix::new(&ns.prefix, found) {
+            Some(prefix) if fix.is_none() => Staged::Prefixed(prefix),
+            Some(prefix) => Staged::Rewritten(Rewrite {
+                prefix: Some(prefix),
+                fix,
+                ..Rewrite::default()
+            }),
+            None => rewritten(Some(prefixed(ns, req, found)), fix, Vec::new()),
+        };
     }
+    let changed = prefixed(ns, req, found);
+    if !found.iter().any(|k| k.kind == ArgKind::Key) {
+        return rewritten(Some(changed), fix, Vec::new());
+    }
+    with_ttl(cx, Some(ns), cmd, req, Some(changed), fix, found)
+}
+
+/// The TTL rules of the namespaces `found`'s keys lie in (all `mapped`, when set) applied
+/// to the request as Redis will see it: `changed`, or the client's `req`.
+#[inline(never)]
+fn with_ttl(
+    cx: &StageCtx<'_>,
+    mapped: Option<&Namespace>,
+    cmd: &CommandInfo,
+    req: &Request,
+    changed: Option<Request>,
+    fix: Option<ReplyFix>,
+    found: &[KeyArg],
+) -> Staged {
     let args = changed.as_ref().map_or(&req.args, |r| &r.args);
     let ruled: Vec<(KeyArg, &Namespace)> = found
         .iter()
@@ -759,6 +864,20 @@ mod tests {
             Staged::Prefixed(prefix) => sent(&req, Some(&prefix)),
             Staged::Rewritten(r) => sent(r.req.as_ref().unwrap_or(&req), r.prefix.as_ref()),
             other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn same_short_is_slice_equality() {
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len).map(|i| b'A' + i as u8).collect();
+            assert!(same_short(&a, &a.clone()), "{len}");
+            assert!(!same_short(&a, &a[..len.saturating_sub(1)]) || len == 0);
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_short(&a, &b), "{len} differing at {at}");
+            }
         }
     }
 
