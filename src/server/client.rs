@@ -518,7 +518,7 @@ where
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
             return None;
         }
-        if namespaced && self.fast_hit(&live, &req) {
+        if namespaced && live.namespaces.any_cached() && self.fast_hit(&live, &req) {
             return None;
         }
         let plain = !namespaced
@@ -612,11 +612,10 @@ where
                     return Ok(());
                 }
             }
-            if let Some(cache) = self.ctx.cache.clone() {
-                if live.namespaces.any_cached()
-                    && self.cache_usable(&cache)
-                    && self.cache_stage(&cache, &live, &req, &mut extra)
-                {
+            // Checked before the clone: an Arc clone and drop cost more than the check.
+            let cache = live.namespaces.any_cached().then(|| self.ctx.cache.clone());
+            if let Some(cache) = cache.flatten() {
+                if self.cache_usable(&cache) && self.cache_stage(&cache, &live, &req, &mut extra) {
                     return Ok(());
                 }
             }
