@@ -1,9 +1,9 @@
 //! Key extraction: which arguments of a request are key names, for every Redis 7.0
 //! command, driven by the command table (key specs as `COMMAND INFO` reports them).
 //!
-//! The namespace stage calls [`lookup`] once per request and [`extract`] to find the
-//! arguments it must check, prefix or give a TTL. Pure: no IO, no allocation beyond
-//! the caller's output vector.
+//! The namespace stage calls [`lookup`] (or [`command`] and [`resolve`]) once per
+//! request and [`extract`] to find the arguments it must check, prefix or give a TTL.
+//! Pure: no IO, no allocation beyond the caller's output vector.
 //!
 //! The table (`table.rs`) is generated from a running Redis by
 //! `scripts/gen-command-table.py`; `spec` interprets key specs the way Redis does for
@@ -138,6 +138,26 @@ impl CommandInfo {
                 .any(|s| !s.flags.contains(KeyFlags::NOT_KEY))
     }
 
+    /// Where the command's only key stands when that never depends on the other
+    /// arguments (one key spec, at a fixed index, naming one key; no procedure): the
+    /// index and the key's flags. [`extract`] reports exactly that argument, with these
+    /// flags, when the request has it, and nothing when it is too short. Most commands
+    /// (GET, INCR, HSET, LPUSH...) are like this; a caller can skip the walk for them.
+    pub fn fixed_key(&self) -> Option<(usize, KeyFlags)> {
+        let [spec] = self.key_specs else {
+            return None;
+        };
+        if self.procedure != Proc::None || spec.flags.contains(KeyFlags::NOT_KEY) {
+            return None;
+        }
+        match (&spec.begin, &spec.find) {
+            (spec::BeginSearch::Index(i), spec::FindKeys::Range { lastkey: 0, .. }) if *i >= 1 => {
+                Some((usize::try_from(*i).ok()?, spec.flags))
+            }
+            _ => None,
+        }
+    }
+
     /// The subcommands of a container command (`OBJECT`, `XINFO`...), sorted by name.
     pub fn subcommands(&self) -> &'static [CommandInfo] {
         self.subcommands
@@ -170,7 +190,18 @@ pub fn commands() -> &'static [CommandInfo] {
 /// Like Redis, a container command without a subcommand argument resolves to the
 /// container itself (which has no keys), and an unknown subcommand to `None`.
 pub fn lookup(args: &[Bytes]) -> Option<&'static CommandInfo> {
-    let cmd = find_top(args.first()?)?;
+    resolve(command(args.first()?)?, args)
+}
+
+/// The top-level entry named `name` (case-insensitive), its subcommand not resolved: the
+/// part of [`lookup`] that depends on the name alone, for callers that remember it.
+pub fn command(name: &[u8]) -> Option<&'static CommandInfo> {
+    find_top(name)
+}
+
+/// The entry a request for the top-level entry `cmd` runs: `cmd` itself, or for a
+/// container command the subcommand `args[1]` names (see [`lookup`]).
+pub fn resolve(cmd: &'static CommandInfo, args: &[Bytes]) -> Option<&'static CommandInfo> {
     match args.get(1) {
         Some(sub) if !cmd.subcommands.is_empty() => find(cmd.subcommands, sub),
         _ => Some(cmd),
@@ -248,6 +279,9 @@ pub fn extract(cmd: &CommandInfo, args: &[Bytes], out: &mut Vec<KeyArg>) {
     if cmd.procedure == Proc::None {
         for spec in cmd.key_specs {
             spec.extract(args, out);
+        }
+        if cmd.key_specs.len() < 2 {
+            return; // One spec reports its keys in argument order, each once.
         }
     } else {
         procs::extract(cmd, args, out);

@@ -107,6 +107,46 @@ fn table_is_sorted_and_names_match_tokens() {
     assert!(commands().len() >= 200, "{}", commands().len());
 }
 
+/// Every entry of the table and its subcommands.
+fn every_entry() -> Vec<&'static CommandInfo> {
+    commands()
+        .iter()
+        .flat_map(|c| std::iter::once(c).chain(c.subcommands()))
+        .collect()
+}
+
+#[test]
+fn a_fixed_key_is_what_extract_finds() {
+    let mut fixed = 0;
+    for cmd in every_entry() {
+        let Some((index, flags)) = cmd.fixed_key() else {
+            continue;
+        };
+        fixed += 1;
+        for len in 0..index + 4 {
+            let a: Vec<Bytes> = (0..len).map(|i| Bytes::from(format!("a{i}"))).collect();
+            let mut out = Vec::new();
+            extract(cmd, &a, &mut out);
+            let want: Vec<KeyArg> = (index < len)
+                .then_some(KeyArg {
+                    index,
+                    flags,
+                    kind: ArgKind::Key,
+                })
+                .into_iter()
+                .collect();
+            assert_eq!(out, want, "{} with {len} arguments", cmd.name);
+        }
+    }
+    assert!(fixed > 100, "only {fixed} commands with a fixed key");
+    let get = lookup(&args(&["GET", "k"])).and_then(CommandInfo::fixed_key);
+    assert_eq!(get, Some((1, RO_ACCESS)));
+    for multi in [&["MGET", "a"][..], &["SET", "k", "v"], &["EVAL", "s", "0"]] {
+        let cmd = lookup(&args(multi)).and_then(CommandInfo::fixed_key);
+        assert_eq!(cmd, None, "{multi:?}");
+    }
+}
+
 #[test]
 fn single_key_commands() {
     assert_eq!(key_indexes(&["GET", "k"]), [1]);

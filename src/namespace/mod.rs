@@ -23,6 +23,12 @@ pub struct Namespace {
     pub prefix: Bytes,
     /// `prefix` with glob metacharacters escaped, to start a `MATCH` / `KEYS` pattern.
     pub prefix_glob: Bytes,
+    /// What [`Namespace::has_ttl_rules`] answers (asked per key).
+    ttl_rules: bool,
+    /// The prefix's first 8 bytes (fewer: zero-padded) as a little-endian word, and the
+    /// mask of the bytes it has, for [`Namespace::contains`].
+    head: u64,
+    head_mask: u64,
     pub config: NamespaceConfig,
     /// Cache counters, set when this namespace is cached (`cache = true` and the cache on).
     pub cache: Option<Arc<NsStats>>,
@@ -31,9 +37,22 @@ pub struct Namespace {
 impl Namespace {
     pub fn new(config: NamespaceConfig) -> Namespace {
         let prefix = Bytes::copy_from_slice(config.prefix.as_bytes());
+        let c = &config;
+        let mut head = [0u8; 8];
+        let mut mask = [0u8; 8];
+        for ((h, m), &p) in head.iter_mut().zip(mask.iter_mut()).zip(prefix.iter()) {
+            *h = p;
+            *m = 0xff;
+        }
         Namespace {
+            head: u64::from_le_bytes(head),
+            head_mask: u64::from_le_bytes(mask),
             prefix_glob: glob_escape(&prefix),
             prefix,
+            ttl_rules: c.default_ttl.is_some()
+                || c.max_ttl.is_some()
+                || c.require_ttl
+                || c.touch_on_read.is_some(),
             config,
             cache: None,
         }
@@ -45,13 +64,20 @@ impl Namespace {
 
     /// A default, maximum, required or sliding TTL applies to this namespace's keys.
     pub fn has_ttl_rules(&self) -> bool {
-        let c = &self.config;
-        c.default_ttl.is_some() || c.max_ttl.is_some() || c.require_ttl || c.touch_on_read.is_some()
+        self.ttl_rules
     }
 
     /// True when `key` (as Redis sees it) lies in this namespace.
     pub fn contains(&self, key: &[u8]) -> bool {
-        key.starts_with(&self.prefix)
+        // Asked for every key of every request: a key of 8 bytes or more is compared a
+        // word at a time, which is all of it for the usual short prefix.
+        match key.first_chunk::<8>() {
+            Some(word) => {
+                u64::from_le_bytes(*word) & self.head_mask == self.head
+                    && (self.prefix.len() <= 8 || key.starts_with(&self.prefix))
+            }
+            None => key.starts_with(&self.prefix),
+        }
     }
 
     /// The name Redis sees for a key a mapped-db client names `key`.
@@ -82,6 +108,8 @@ impl Namespace {
 #[derive(Debug, Clone, Default)]
 pub struct Namespaces {
     list: Vec<Namespace>,
+    /// `(db, index into list)` of the namespaces legacy dbs map onto (asked per request).
+    dbs: Vec<(u32, usize)>,
     /// Some namespace has a TTL rule (default, max, required or sliding).
     ttl_rules: bool,
     /// Some namespace is served from the local cache.
@@ -93,6 +121,11 @@ impl Namespaces {
         let list: Vec<Namespace> = configs.iter().cloned().map(Namespace::new).collect();
         Namespaces {
             ttl_rules: list.iter().any(Namespace::has_ttl_rules),
+            dbs: list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, ns)| ns.config.db.map(|db| (db, i)))
+                .collect(),
             cached: false,
             list,
         }
@@ -137,7 +170,8 @@ impl Namespaces {
 
     /// The namespace legacy `SELECT db` maps onto.
     pub fn by_db(&self, db: u32) -> Option<&Namespace> {
-        self.list.iter().find(|ns| ns.config.db == Some(db))
+        let &(_, i) = self.dbs.iter().find(|&&(d, _)| d == db)?;
+        self.list.get(i)
     }
 
     /// Case-sensitive, as configured.
@@ -224,6 +258,19 @@ mod tests {
     }
 
     proptest! {
+        /// The word-at-a-time prefix test is `starts_with`, at every length on both sides.
+        #[test]
+        fn contains_is_starts_with(
+            prefix in "[a-c:]{1,12}",
+            key in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b':')], 0..16),
+        ) {
+            let ns = &namespaces(std::slice::from_ref(&prefix)).list[0];
+            prop_assert_eq!(ns.contains(&key), key.starts_with(prefix.as_bytes()));
+            let mut inside = prefix.clone().into_bytes();
+            inside.extend_from_slice(&key);
+            prop_assert!(ns.contains(&inside));
+        }
+
         /// For random keys and namespaces: prefixing then stripping gives the key back,
         /// and the prefixed key always belongs to the namespace it was prefixed for.
         #[test]

@@ -232,8 +232,8 @@ struct NsClient {
     /// Upstream pub/sub names this client reached through a mapped db, and that db.
     mapped_channels: HashSet<Bytes>,
     mapped_db: u32,
-    /// Reused for each request's key positions.
-    key_scratch: Vec<KeyArg>,
+    /// The namespace stage's, reused from request to request (key positions, last name).
+    key_scratch: keyspace::Scratch,
     /// Cached keys written by commands whose replies are not read yet: never served
     /// from the cache meanwhile (a client reads its own writes).
     written: Vec<Bytes>,
@@ -517,7 +517,7 @@ where
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
             return None;
         }
-        if namespaced && self.fast_hit(&live, &req) {
+        if namespaced && live.namespaces.any_cached() && self.fast_hit(&live, &req) {
             return None;
         }
         let plain = !namespaced
@@ -569,24 +569,19 @@ where
                 db: ns.db,
                 in_multi: self.session.multi,
             };
-            match keyspace::stage(&cx, view, req, &mut ns.key_scratch) {
-                Staged::Forward {
-                    req: staged,
-                    prefix,
-                    fix,
-                    follow_ups,
-                    channels,
-                } => {
-                    req = staged;
-                    extra = Extra {
-                        fix: fix.map(Fix::Strip),
-                        follow_ups,
-                        prefix,
-                        ..Extra::default()
-                    };
-                    if !channels.is_empty() {
+            match keyspace::stage(&cx, view, &req, &mut ns.key_scratch) {
+                Staged::Forward => {}
+                Staged::Prefixed(prefix) => extra.prefix = Some(prefix),
+                Staged::Rewritten(r) => {
+                    if let Some(staged) = r.req {
+                        req = staged;
+                    }
+                    extra.fix = r.fix.map(Fix::Strip);
+                    extra.follow_ups = r.follow_ups;
+                    extra.prefix = r.prefix;
+                    if !r.channels.is_empty() {
                         ns.mapped_db = ns.db;
-                        ns.mapped_channels.extend(channels);
+                        ns.mapped_channels.extend(r.channels);
                     }
                 }
                 Staged::Answer(reply) => {
@@ -616,11 +611,10 @@ where
                     return Ok(());
                 }
             }
-            if let Some(cache) = self.ctx.cache.clone() {
-                if live.namespaces.any_cached()
-                    && self.cache_usable(&cache)
-                    && self.cache_stage(&cache, &live, &req, &mut extra)
-                {
+            // Checked before the clone: an Arc clone and drop cost more than the check.
+            let cache = live.namespaces.any_cached().then(|| self.ctx.cache.clone());
+            if let Some(cache) = cache.flatten() {
+                if self.cache_usable(&cache) && self.cache_stage(&cache, &live, &req, &mut extra) {
                     return Ok(());
                 }
             }

@@ -12,9 +12,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::command::upper;
 use crate::config::{FlushMode, FlushPolicy, KeysMode, PolicyConfig, ScriptsMode, UnmatchedKeys};
-use crate::keys::{self, ArgKind, KeyArg};
+use crate::keys::{self, ArgKind, CommandInfo, KeyArg, KeyFlags};
 use crate::metrics::{FlushKind, RefusalRule};
 use crate::namespace::reply::{self, KeyReply};
 use crate::namespace::ttl::{self, TouchThrottle};
@@ -22,21 +21,17 @@ use crate::namespace::{Namespace, Namespaces};
 use crate::resp::{Reply, Request};
 
 /// What the namespace stage made of one request.
-// `Forward` is what almost every request becomes: boxing it would allocate per request.
+// `Rewritten` is the large one; boxing it would add an allocation to every rewrite.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Staged {
-    /// Send `req` (maybe rewritten), then `follow_ups` whose replies are dropped; rewrite
-    /// the reply with `fix`. `channels`: upstream pub/sub names this request maps.
-    Forward {
-        req: Request,
-        /// Keys still to prefix, done while the command is written out (no copy of the
-        /// request in between); `None` when `req` is final.
-        prefix: Option<Prefix>,
-        fix: Option<ReplyFix>,
-        follow_ups: Vec<Vec<Bytes>>,
-        channels: Vec<Bytes>,
-    },
+    /// Send the request as it is.
+    Forward,
+    /// Send the request with a mapped db's prefix put in front of some keys, done while
+    /// the command is written out (no copy of the request in between).
+    Prefixed(Prefix),
+    /// Send something else or more; see [`Rewrite`].
+    Rewritten(Rewrite),
     /// Answer without Redis (a malformed `SELECT`).
     Answer(Reply),
     /// Refused by `rule`: the client gets `-NOPERM <text>`.
@@ -45,6 +40,21 @@ pub(super) enum Staged {
     Select(u32),
     /// Answered by the sidecar's own prefix-scoped upstream calls.
     Run(Op),
+}
+
+/// A forwarded request changed by the stage.
+#[derive(Debug, Default)]
+pub(super) struct Rewrite {
+    /// What to send instead of the client's request; `None`: the client's.
+    pub req: Option<Request>,
+    /// Keys still to prefix, done while the command is written out.
+    pub prefix: Option<Prefix>,
+    /// How the reply is rewritten before the client sees it.
+    pub fix: Option<ReplyFix>,
+    /// Sent after it, their replies dropped.
+    pub follow_ups: Vec<Vec<Bytes>>,
+    /// Upstream pub/sub names this request maps.
+    pub channels: Vec<Bytes>,
 }
 
 /// A mapped-db prefix to put in front of some arguments (at most [`Prefix::MAX`]).
@@ -139,186 +149,387 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// How the stage treats a command, from its name alone. Worked out once per name (see
+/// [`Scratch`]): an ordinary command then costs no name comparison at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Only its keys matter: checked (db 0) or prefixed (a mapped db).
+    Keyed,
+    /// Keyed, and in a mapped db its reply names keys, which lose the prefix.
+    KeyReply(KeyReply),
+    Select,
+    /// MOVE, SWAPDB: another db by number.
+    OtherDb,
+    FlushAll,
+    FlushDb,
+    Keys,
+    Scan,
+    /// RANDOMKEY, DBSIZE: the whole db.
+    WholeDb,
+    /// COPY: refused with the DB option.
+    Copy,
+    /// SUBSCRIBE and the like: keyspace-notification channels of a mapped db.
+    Subscribe,
+    /// EVAL*, FCALL*, SCRIPT, FUNCTION: `policy.scripts` applies.
+    Script,
+}
+
+impl Kind {
+    /// `name` is upper case.
+    fn of(name: &[u8]) -> Kind {
+        match name {
+            b"SELECT" => Kind::Select,
+            b"MOVE" | b"SWAPDB" => Kind::OtherDb,
+            b"FLUSHALL" => Kind::FlushAll,
+            b"FLUSHDB" => Kind::FlushDb,
+            b"KEYS" => Kind::Keys,
+            b"SCAN" => Kind::Scan,
+            b"RANDOMKEY" | b"DBSIZE" => Kind::WholeDb,
+            b"COPY" => Kind::Copy,
+            b"SUBSCRIBE" | b"UNSUBSCRIBE" | b"PSUBSCRIBE" | b"PUNSUBSCRIBE" => Kind::Subscribe,
+            b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO"
+            | b"SCRIPT" | b"FUNCTION" => Kind::Script,
+            _ => reply_kind(name).map_or(Kind::Keyed, Kind::KeyReply),
+        }
+    }
+}
+
+/// Longest command name the stage looks at; a longer one is forwarded as it is.
+const NAME_MAX: usize = 32;
+
+/// A command name the stage has seen, with what it resolved to.
+#[derive(Debug)]
+struct Named {
+    /// As the client sent it, and upper-cased (`len` bytes of each).
+    raw: [u8; NAME_MAX],
+    upper: [u8; NAME_MAX],
+    len: usize,
+    /// The top-level table entry (subcommand not resolved); `None`: not in the table.
+    top: Option<&'static CommandInfo>,
+    /// `top` has subcommands.
+    container: bool,
+    /// `top`'s only key, when it stands at a fixed place (see [`CommandInfo::fixed_key`]).
+    fixed_key: Option<(usize, KeyFlags)>,
+    kind: Kind,
+}
+
+impl Named {
+    /// The table entry a request with this name runs (`args[1]` names a subcommand).
+    fn entry(&self, args: &[Bytes]) -> Option<&'static CommandInfo> {
+        match self.top {
+            Some(top) if self.container => keys::resolve(top, args),
+            top => top,
+        }
+    }
+
+    fn upper(&self) -> &[u8] {
+        &self.upper[..self.len]
+    }
+}
+
+/// What the stage reuses from one request of a client to the next: room for the key
+/// positions (so the common path allocates nothing), and the last command name with what
+/// it resolved to (pipelines repeat names: one byte comparison replaces the table search
+/// and the name checks).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    found: Vec<KeyArg>,
+    last: Option<Named>,
+}
+
+/// `name` resolved, from `last` when it is the same bytes; `None` when it is longer than
+/// [`NAME_MAX`].
+fn resolve_name<'a>(last: &'a mut Option<Named>, name: &[u8]) -> Option<&'a Named> {
+    // Byte by byte: names are short, shorter than a call to memcmp.
+    let same = last
+        .as_ref()
+        .is_some_and(|n| n.raw.get(..n.len).is_some_and(|raw| same_short(raw, name)));
+    if !same {
+        *last = Some(Named::new(name)?);
+    }
+    last.as_ref()
+}
+
+/// `a == b`, for up to 16 bytes in at most two word comparisons: cheaper than the call to
+/// memcmp a slice comparison makes. Two words of a size that fits cover the whole slice
+/// between them (overlapping when it is shorter than both together).
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    fn u32_at(s: &[u8], at: usize) -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+    fn u64_at(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    }
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    match len {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, len - 4) == u32_at(b, len - 4),
+        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, len - 8) == u64_at(b, len - 8),
+        _ => a == b,
+    }
+}
+
+impl Named {
+    /// `None` when `name` is longer than [`NAME_MAX`]. Out of line, like the other rare
+    /// paths, to keep the stage's hot path small.
+    #[inline(never)]
+    fn new(name: &[u8]) -> Option<Named> {
+        let mut upper = [0u8; NAME_MAX];
+        let len = crate::command::upper(name, &mut upper)?.len();
+        let mut raw = [0u8; NAME_MAX];
+        raw[..len].copy_from_slice(name);
+        let top = keys::command(name);
+        Some(Named {
+            raw,
+            upper,
+            len,
+            top,
+            container: top.is_some_and(|t| !t.subcommands().is_empty()),
+            fixed_key: top.and_then(CommandInfo::fixed_key),
+            kind: Kind::of(&upper[..len]),
+        })
+    }
+}
+
 /// Apply namespaces and the key, flush, KEYS, script and TTL policies to one request.
 /// Only called when at least one namespace is configured.
-/// `found` is scratch space for the key positions (kept by the caller, so the common
-/// path allocates nothing).
 pub(super) fn stage(
     cx: &StageCtx<'_>,
     view: ClientView,
-    req: Request,
-    found: &mut Vec<KeyArg>,
+    req: &Request,
+    scratch: &mut Scratch,
 ) -> Staged {
-    let mut buf = [0u8; 32];
-    let Some(name) = req.args.first().and_then(|n| upper(n, &mut buf)) else {
-        return forward(req);
+    let Scratch { found, last } = scratch;
+    let Some(named) = req.args.first().and_then(|n| resolve_name(last, n)) else {
+        return Staged::Forward;
     };
     let mapped = cx.namespaces.by_db(view.db);
-    if view.db != 0 && mapped.is_none() && name != b"SELECT" {
+    if view.db != 0 && mapped.is_none() && named.kind != Kind::Select {
         return refuse(RefusalRule::Select, unmapped_db(view.db));
     }
-    match name {
-        b"SELECT" => return select(cx, view, &req),
-        b"MOVE" | b"SWAPDB" => {
-            return refuse(RefusalRule::Select, format!(
-                "{} is refused: databases are mapped onto key prefixes (namespace.db), Redis only has db 0",
-                lossy(name)
-            ))
+    if named.kind != Kind::Keyed {
+        if let Some(staged) = special(cx, view, mapped, named, req) {
+            return staged;
         }
-        b"FLUSHALL" => return flush(cx, view, None),
-        b"FLUSHDB" => return flush(cx, view, mapped),
-        b"KEYS" => return keys_command(cx, view, mapped, req),
-        b"SCAN" => {
-            if let Some(ns) = mapped {
-                return scan(ns, req);
+    }
+    let Some(cmd) = named.entry(&req.args) else {
+        return unknown(cx, mapped, named.upper());
+    };
+    let one: [KeyArg; 1];
+    let found: &[KeyArg] = match named.fixed_key {
+        // Most commands: one key at a fixed place, no list needed.
+        Some((index, flags)) => {
+            if index >= req.args.len() {
+                return Staged::Forward; // Redis answers the arity error.
             }
+            one = [KeyArg {
+                index,
+                flags,
+                kind: ArgKind::Key,
+            }];
+            &one
         }
-        b"RANDOMKEY" | b"DBSIZE" => {
+        None => {
+            found.clear();
+            keys::extract(cmd, &req.args, found);
+            if found.is_empty() {
+                return Staged::Forward;
+            }
+            found
+        }
+    };
+    match mapped {
+        None => checked(cx, cmd, req, found),
+        Some(ns) => mapped_keys(cx, ns, named.kind, cmd, req, found),
+    }
+}
+
+/// The commands the stage treats by name; `None`: go on with their keys.
+#[inline(never)]
+fn special(
+    cx: &StageCtx<'_>,
+    view: ClientView,
+    mapped: Option<&Namespace>,
+    named: &Named,
+    req: &Request,
+) -> Option<Staged> {
+    let name = named.upper();
+    Some(match named.kind {
+        Kind::Select => select(cx, view, req),
+        Kind::OtherDb => refuse(RefusalRule::Select, format!(
+            "{} is refused: databases are mapped onto key prefixes (namespace.db), Redis only has db 0",
+            lossy(name)
+        )),
+        Kind::FlushAll => flush(cx, view, None),
+        Kind::FlushDb => flush(cx, view, mapped),
+        Kind::Keys => keys_command(cx, view, mapped, req),
+        Kind::Scan => scan(mapped?, req),
+        Kind::WholeDb => {
             let Some(ns) = mapped else {
-                return forward(req);
+                return Some(Staged::Forward);
             };
             if req.args.len() != 1 {
-                return forward(req); // Redis answers the arity error.
+                return Some(Staged::Forward); // Redis answers the arity error.
             }
             if view.in_multi {
-                return refuse(RefusalRule::Multi, in_multi(name));
+                return Some(refuse(RefusalRule::Multi, in_multi(name)));
             }
             let prefix = ns.prefix.clone();
-            return Staged::Run(if name == b"DBSIZE" {
+            Staged::Run(if name == b"DBSIZE" {
                 Op::DbSize { prefix }
             } else {
                 Op::RandomKey { prefix }
-            });
+            })
         }
-        b"COPY" if has_db_option(&req.args) => {
-            return refuse(RefusalRule::Select,
-                "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
-            )
-        }
-        b"SUBSCRIBE" | b"UNSUBSCRIBE" | b"PSUBSCRIBE" | b"PUNSUBSCRIBE" => {
-            return match mapped {
-                Some(ns) => pubsub(ns, view.db, name, req),
-                None => forward(req),
-            };
-        }
-        _ => {}
+        Kind::Copy if has_db_option(&req.args) => refuse(
+            RefusalRule::Select,
+            "COPY ... DB is refused: databases are mapped onto key prefixes (namespace.db)",
+        ),
+        Kind::Subscribe => match mapped {
+            Some(ns) => pubsub(ns, view.db, name, req),
+            None => Staged::Forward,
+        },
+        Kind::Script => refuse(
+            RefusalRule::Scripts,
+            script_policy(cx.policy, name, &req.args).err()?,
+        ),
+        Kind::Keyed | Kind::KeyReply(_) | Kind::Copy => return None,
+    })
+}
+
+/// A command the table does not know (a module's, or a newer Redis's): its keys cannot
+/// be checked or prefixed.
+#[inline(never)]
+fn unknown(cx: &StageCtx<'_>, mapped: Option<&Namespace>, name: &[u8]) -> Staged {
+    if mapped.is_some() || cx.policy.unmatched_keys == UnmatchedKeys::Reject {
+        return refuse(RefusalRule::UnknownCommand, format!(
+            "'{}' is not in the sidecar's command table, so its keys cannot be checked against the namespaces",
+            lossy(name)
+        ));
     }
-    if let Err(text) = script_policy(cx.policy, name, &req.args) {
-        return refuse(RefusalRule::Scripts, text);
-    }
-    let Some(cmd) = keys::lookup(&req.args) else {
-        // A command the table does not know (a module's, or a newer Redis's): its keys
-        // cannot be checked or prefixed.
-        if mapped.is_some() || cx.policy.unmatched_keys == UnmatchedKeys::Reject {
-            return refuse(RefusalRule::UnknownCommand, format!(
-                "'{}' is not in the sidecar's command table, so its keys cannot be checked against the namespaces",
-                lossy(name)
-            ));
+    cx.unmatched.fetch_add(1, Ordering::Relaxed);
+    Staged::Forward
+}
+
+/// db 0 (unmapped): every key must lie in a namespace (or is counted, with
+/// `unmatched_keys = "allow"`); keys in a namespace with TTL rules get a TTL plan.
+fn checked(cx: &StageCtx<'_>, cmd: &CommandInfo, req: &Request, found: &[KeyArg]) -> Staged {
+    let any_rules = cx.namespaces.any_ttl_rules();
+    let mut ruled = false;
+    let mut unmatched = false;
+    for k in found {
+        let key = &req.args[k.index];
+        match cx.namespaces.of_key(key) {
+            Some(ns) => ruled |= any_rules && k.kind == ArgKind::Key && ns.has_ttl_rules(),
+            None if cx.policy.unmatched_keys == UnmatchedKeys::Reject => {
+                return refuse(
+                    RefusalRule::UnmatchedKey,
+                    unmatched_text(cx.namespaces, key, k.kind),
+                );
+            }
+            None => unmatched = true,
         }
+    }
+    if unmatched {
         cx.unmatched.fetch_add(1, Ordering::Relaxed);
-        return forward(req);
-    };
-    found.clear();
-    keys::extract(cmd, &req.args, found);
-    if found.is_empty() {
-        return forward(req);
     }
-    let fix = mapped.and_then(|ns| {
-        reply_kind(name).map(|kind| ReplyFix {
+    if !ruled {
+        return Staged::Forward;
+    }
+    with_ttl(cx, None, cmd, req, None, None, found)
+}
+
+/// A mapped db: every key gets the namespace's prefix; a reply naming keys loses it.
+fn mapped_keys(
+    cx: &StageCtx<'_>,
+    ns: &Namespace,
+    kind: Kind,
+    cmd: &CommandInfo,
+    req: &Request,
+    found: &[KeyArg],
+) -> Staged {
+    let fix = match kind {
+        Kind::KeyReply(kind) => Some(ReplyFix {
             kind,
             prefix: ns.prefix.clone(),
-        })
-    });
-    if let Some(ns) = mapped.filter(|ns| !ns.has_ttl_rules()) {
+        }),
+        _ => None,
+    };
+    if !ns.has_ttl_rules() {
         // The common mapped case: prefix while writing the command out.
-        if let Some(prefix) = Prefix::new(&ns.prefix, found) {
-            return Staged::Forward {
-                req,
+        return match Prefix::new(&ns.prefix, found) {
+            Some(prefix) if fix.is_none() => Staged::Prefixed(prefix),
+            Some(prefix) => Staged::Rewritten(Rewrite {
                 prefix: Some(prefix),
                 fix,
-                follow_ups: Vec::new(),
-                channels: Vec::new(),
-            };
-        }
-    }
-    let req = match mapped {
-        Some(ns) => prefixed(ns, req, found),
-        None => {
-            let mut unmatched = false;
-            for k in found.iter() {
-                let key = &req.args[k.index];
-                if cx.namespaces.of_key(key).is_none() {
-                    if cx.policy.unmatched_keys == UnmatchedKeys::Reject {
-                        return refuse(
-                            RefusalRule::UnmatchedKey,
-                            unmatched_text(cx.namespaces, key, k.kind),
-                        );
-                    }
-                    unmatched = true;
-                }
-            }
-            if unmatched {
-                cx.unmatched.fetch_add(1, Ordering::Relaxed);
-            }
-            req
-        }
-    };
-    if !cx.namespaces.any_ttl_rules() {
-        return Staged::Forward {
-            req,
-            prefix: None,
-            fix,
-            follow_ups: Vec::new(),
-            channels: Vec::new(),
+                ..Rewrite::default()
+            }),
+            None => rewritten(Some(prefixed(ns, req, found)), fix, Vec::new()),
         };
     }
+    let changed = prefixed(ns, req, found);
+    if !found.iter().any(|k| k.kind == ArgKind::Key) {
+        return rewritten(Some(changed), fix, Vec::new());
+    }
+    with_ttl(cx, Some(ns), cmd, req, Some(changed), fix, found)
+}
+
+/// The TTL rules of the namespaces `found`'s keys lie in (all `mapped`, when set) applied
+/// to the request as Redis will see it: `changed`, or the client's `req`.
+#[inline(never)]
+fn with_ttl(
+    cx: &StageCtx<'_>,
+    mapped: Option<&Namespace>,
+    cmd: &CommandInfo,
+    req: &Request,
+    changed: Option<Request>,
+    fix: Option<ReplyFix>,
+    found: &[KeyArg],
+) -> Staged {
+    let args = changed.as_ref().map_or(&req.args, |r| &r.args);
     let ruled: Vec<(KeyArg, &Namespace)> = found
         .iter()
         .filter(|k| k.kind == ArgKind::Key)
         .filter_map(|k| {
-            let owner = mapped.or_else(|| cx.namespaces.of_key(&req.args[k.index]));
+            let owner = mapped.or_else(|| cx.namespaces.of_key(&args[k.index]));
             owner.filter(|ns| ns.has_ttl_rules()).map(|ns| (*k, ns))
         })
         .collect();
-    if ruled.is_empty() {
-        return Staged::Forward {
-            req,
-            prefix: None,
-            fix,
-            follow_ups: Vec::new(),
-            channels: Vec::new(),
-        };
-    }
     match ttl::plan(
         cmd,
-        &req.args,
+        args,
         &ruled,
         cx.touch,
         SystemTime::now(),
         Instant::now(),
     ) {
         Err(text) => refuse(RefusalRule::Ttl, text),
-        Ok(plan) => Staged::Forward {
-            req: match plan.args {
-                Some(args) => Request::from_args(args),
-                None => req,
-            },
-            prefix: None,
+        Ok(plan) => rewritten(
+            plan.args.map(Request::from_args).or(changed),
             fix,
-            follow_ups: plan.follow_ups,
-            channels: Vec::new(),
-        },
+            plan.follow_ups,
+        ),
     }
 }
 
-fn forward(req: Request) -> Staged {
-    Staged::Forward {
-        req,
-        prefix: None,
-        fix: None,
-        follow_ups: Vec::new(),
-        channels: Vec::new(),
+/// Forward `req` if given, else the client's request, with a reply fix and follow-ups.
+fn rewritten(req: Option<Request>, fix: Option<ReplyFix>, follow_ups: Vec<Vec<Bytes>>) -> Staged {
+    if req.is_none() && fix.is_none() && follow_ups.is_empty() {
+        return Staged::Forward;
     }
+    Staged::Rewritten(Rewrite {
+        req,
+        fix,
+        follow_ups,
+        ..Rewrite::default()
+    })
 }
 
 fn in_multi(name: &[u8]) -> String {
@@ -329,7 +540,7 @@ fn in_multi(name: &[u8]) -> String {
 }
 
 /// The request with every key and SORT pattern of a mapped-db client prefixed.
-fn prefixed(ns: &Namespace, req: Request, found: &[KeyArg]) -> Request {
+fn prefixed(ns: &Namespace, req: &Request, found: &[KeyArg]) -> Request {
     let mut at = [0usize; 8];
     if found.len() <= at.len() {
         for (slot, k) in at.iter_mut().zip(found) {
@@ -453,10 +664,10 @@ fn keys_command(
     cx: &StageCtx<'_>,
     view: ClientView,
     mapped: Option<&Namespace>,
-    req: Request,
+    req: &Request,
 ) -> Staged {
     if req.args.len() != 2 {
-        return forward(req); // Redis answers the arity error.
+        return Staged::Forward; // Redis answers the arity error.
     }
     let pattern = &req.args[1];
     match cx.policy.keys {
@@ -464,17 +675,18 @@ fn keys_command(
             "KEYS is refused (policy.keys = \"deny\"): it blocks Redis while it walks every key; use SCAN",
         ),
         KeysMode::Forward => match mapped {
-            None => forward(req),
-            Some(ns) => Staged::Forward {
-                req: Request::from_args(vec![req.args[0].clone(), ns.scope_pattern(pattern)]),
-                prefix: None,
+            None => Staged::Forward,
+            Some(ns) => Staged::Rewritten(Rewrite {
+                req: Some(Request::from_args(vec![
+                    req.args[0].clone(),
+                    ns.scope_pattern(pattern),
+                ])),
                 fix: Some(ReplyFix {
                     kind: KeyReply::Keys,
                     prefix: ns.prefix.clone(),
                 }),
-                follow_ups: Vec::new(),
-                channels: Vec::new(),
-            },
+                ..Rewrite::default()
+            }),
         },
         KeysMode::Scan if view.in_multi => refuse(RefusalRule::Multi, in_multi(b"KEYS")),
         KeysMode::Scan => Staged::Run(Op::Keys {
@@ -488,8 +700,8 @@ fn keys_command(
 }
 
 /// SCAN in a mapped db: MATCH scoped to the prefix (added when absent), names stripped.
-fn scan(ns: &Namespace, req: Request) -> Staged {
-    let mut args = req.args;
+fn scan(ns: &Namespace, req: &Request) -> Staged {
+    let mut args = req.args.to_vec();
     let mut matched = false;
     let mut i = 2;
     while i < args.len() {
@@ -503,22 +715,20 @@ fn scan(ns: &Namespace, req: Request) -> Staged {
         args.push(Bytes::from_static(b"MATCH"));
         args.push(ns.scope_pattern(b"*"));
     }
-    Staged::Forward {
-        req: Request::from_args(args.into_vec()),
-        prefix: None,
+    Staged::Rewritten(Rewrite {
+        req: Some(Request::from_args(args)),
         fix: Some(ReplyFix {
             kind: KeyReply::Scan,
             prefix: ns.prefix.clone(),
         }),
-        follow_ups: Vec::new(),
-        channels: Vec::new(),
-    }
+        ..Rewrite::default()
+    })
 }
 
 /// Keyspace-notification channels of a mapped db become db 0's, scoped to the prefix.
-fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: Request) -> Staged {
+fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: &Request) -> Staged {
     let pattern = matches!(name, b"PSUBSCRIBE" | b"PUNSUBSCRIBE");
-    let mut args = req.args;
+    let mut args = req.args.to_vec();
     let mut channels = Vec::new();
     for arg in args.iter_mut().skip(1) {
         let up = if pattern {
@@ -531,13 +741,11 @@ fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: Request) -> Staged {
             channels.push(up);
         }
     }
-    Staged::Forward {
-        req: Request::from_args(args.into_vec()),
-        prefix: None,
-        fix: None,
-        follow_ups: Vec::new(),
+    Staged::Rewritten(Rewrite {
+        req: Some(Request::from_args(args)),
         channels,
-    }
+        ..Rewrite::default()
+    })
 }
 
 /// `policy.scripts`: scripts can touch keys they do not declare, so they can be refused.
@@ -619,14 +827,22 @@ mod tests {
     }
 
     fn run(f: &Fixture, db: u32, in_multi: bool, line: &str) -> Staged {
+        run_req(f, db, in_multi, &Request::from_args(args(line)))
+    }
+
+    fn run_req(f: &Fixture, db: u32, in_multi: bool, req: &Request) -> Staged {
         let cx = StageCtx {
             namespaces: &f.namespaces,
             policy: &f.policy,
             touch: &f.touch,
             unmatched: &f.unmatched,
         };
-        let req = Request::from_args(args(line));
-        stage(&cx, ClientView { db, in_multi }, req, &mut Vec::new())
+        stage(
+            &cx,
+            ClientView { db, in_multi },
+            req,
+            &mut Scratch::default(),
+        )
     }
 
     fn refusal(staged: Staged) -> String {
@@ -636,13 +852,84 @@ mod tests {
         }
     }
 
-    fn forwarded(staged: Staged) -> Vec<Bytes> {
-        match staged {
-            Staged::Forward { req, prefix, .. } => match prefix {
-                Some(p) => p.apply(&req).args.into_vec(),
-                None => req.args.into_vec(),
-            },
+    /// The arguments sent for `line` sent in `db`.
+    fn forwarded(f: &Fixture, db: u32, line: &str) -> Vec<Bytes> {
+        let req = Request::from_args(args(line));
+        let sent = |req: &Request, prefix: Option<&Prefix>| match prefix {
+            Some(p) => p.apply(req).args.to_vec(),
+            None => req.args.to_vec(),
+        };
+        match run_req(f, db, false, &req) {
+            Staged::Forward => req.args.to_vec(),
+            Staged::Prefixed(prefix) => sent(&req, Some(&prefix)),
+            Staged::Rewritten(r) => sent(r.req.as_ref().unwrap_or(&req), r.prefix.as_ref()),
             other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn same_short_is_slice_equality() {
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len).map(|i| b'A' + i as u8).collect();
+            assert!(same_short(&a, &a.clone()), "{len}");
+            assert!(!same_short(&a, &a[..len.saturating_sub(1)]) || len == 0);
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_short(&a, &b), "{len} differing at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_remembered_name_resolves_as_a_fresh_one() {
+        let f = fixture("scripts = \"deny\"");
+        let cx = StageCtx {
+            namespaces: &f.namespaces,
+            policy: &f.policy,
+            touch: &f.touch,
+            unmatched: &f.unmatched,
+        };
+        let lines = [
+            "GET s:a",
+            "GET s:a",
+            "get other",
+            "GET other",
+            "OBJECT ENCODING s:a",
+            "OBJECT FREQ other",
+            "OBJECT HELP",
+            "object nosuch x",
+            "SCAN 0",
+            "SCAN 0",
+            "EVAL x 0",
+            "eval x 0",
+            "SCRIPT LOAD x",
+            "SCRIPT EXISTS x",
+            "NOSUCH s:a",
+            "NOSUCH s:a",
+            "KEYS *",
+            "DBSIZE",
+            "BLPOP a 0",
+            "BLPOP a 0",
+            "SELECT 3",
+            "GET a",
+        ];
+        let mut shared = Scratch::default();
+        for db in [0, 3, 5] {
+            for line in lines {
+                let req = Request::from_args(args(line));
+                let view = ClientView {
+                    db,
+                    in_multi: false,
+                };
+                let fresh = stage(&cx, view, &req, &mut Scratch::default());
+                let again = stage(&cx, view, &req, &mut shared);
+                assert_eq!(
+                    format!("{again:?}"),
+                    format!("{fresh:?}"),
+                    "{line} in db {db}"
+                );
+            }
         }
     }
 
@@ -683,15 +970,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            forwarded(run(&f, 5, false, "SCAN 0 COUNT 10")),
+            forwarded(&f, 5, "SCAN 0 COUNT 10"),
             args("SCAN 0 COUNT 10 MATCH c\\*:*")
         );
         assert_eq!(
-            forwarded(run(&f, 3, false, "SCAN 7 match a?")),
+            forwarded(&f, 3, "SCAN 7 match a?"),
             args("SCAN 7 match s:a?")
         );
         // db 0 is Redis's own keyspace: forwarded as is.
-        assert_eq!(forwarded(run(&f, 0, false, "SCAN 0")), args("SCAN 0"));
+        assert_eq!(forwarded(&f, 0, "SCAN 0"), args("SCAN 0"));
         let deny = fixture("keys = \"deny\"");
         assert!(refusal(run(&deny, 0, false, "KEYS *")).contains("policy.keys"));
     }
@@ -699,11 +986,8 @@ mod tests {
     #[test]
     fn mapped_keys_get_the_prefix_and_db0_keys_are_checked() {
         let f = fixture("");
-        assert_eq!(
-            forwarded(run(&f, 3, false, "MSET a 1 b 2")),
-            args("MSET s:a 1 s:b 2")
-        );
-        assert_eq!(forwarded(run(&f, 0, false, "GET s:a")), args("GET s:a"));
+        assert_eq!(forwarded(&f, 3, "MSET a 1 b 2"), args("MSET s:a 1 s:b 2"));
+        assert_eq!(forwarded(&f, 0, "GET s:a"), args("GET s:a"));
         assert!(
             refusal(run(&f, 0, false, "GET other")).contains("'other' is outside every namespace")
         );
@@ -721,7 +1005,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        assert_eq!(forwarded(run(&f, 3, false, &many)), args(&want));
+        assert_eq!(forwarded(&f, 3, &many), args(&want));
     }
 
     #[test]
@@ -737,7 +1021,7 @@ mod tests {
             .contains("not in policy.script_allowlist"));
         assert!(matches!(
             run(&list, 0, false, &format!("EVALSHA {sha} 0")),
-            Staged::Forward { .. }
+            Staged::Forward
         ));
     }
 }
