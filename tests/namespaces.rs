@@ -67,6 +67,18 @@ fn keys_outside_every_namespace_are_refused_and_the_connection_stays_usable() {
     assert_reply(&redis.cmd(&["EXISTS", "foo", "nowhere"]), b":0\r\n");
     // Commands without keys are untouched.
     assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
+    // A name longer than any in the command table is unknown: its keys cannot be checked.
+    let long = "X".repeat(40);
+    assert_noperm(
+        &c.cmd_str(&[long.as_str(), "foo"]),
+        "is not in the sidecar's command table",
+    );
+    assert_reply(&c.cmd_str(&["SELECT", "3"]), b"+OK\r\n");
+    assert_noperm(
+        &c.cmd_str(&[long.as_str(), "a"]),
+        "is not in the sidecar's command table",
+    );
+    assert_reply(&c.cmd_str(&["SELECT", "0"]), b"+OK\r\n");
     // Pipelined: the refusal takes its place in order.
     c.send(&common::encode_str(&["SET", "session:b", "2"]));
     c.send(&common::encode_str(&["GET", "bad"]));

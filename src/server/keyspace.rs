@@ -194,7 +194,7 @@ impl Kind {
     }
 }
 
-/// Longest command name the stage looks at; a longer one is forwarded as it is.
+/// Longest command name the stage resolves; a longer one is in no table and is treated as unknown.
 const NAME_MAX: usize = 32;
 
 /// A command name the stage has seen, with what it resolved to.
@@ -307,10 +307,14 @@ pub(super) fn stage(
     scratch: &mut Scratch,
 ) -> Staged {
     let Scratch { found, last } = scratch;
-    let Some(named) = req.args.first().and_then(|n| resolve_name(last, n)) else {
+    let Some(name) = req.args.first() else {
         return Staged::Forward;
     };
     let mapped = cx.namespaces.by_db(view.db);
+    let Some(named) = resolve_name(last, name) else {
+        // Longer than any name in the table: its keys cannot be found either.
+        return long_name(cx, view, mapped, name);
+    };
     if view.db != 0 && mapped.is_none() && named.kind != Kind::Select {
         return refuse(RefusalRule::Select, unmapped_db(view.db));
     }
@@ -416,6 +420,20 @@ fn unknown(cx: &StageCtx<'_>, mapped: Option<&Namespace>, name: &[u8]) -> Staged
     }
     cx.unmatched.fetch_add(1, Ordering::Relaxed);
     Staged::Forward
+}
+
+/// A name longer than [`NAME_MAX`] is in no command table: treated like any unknown name.
+#[inline(never)]
+fn long_name(
+    cx: &StageCtx<'_>,
+    view: ClientView,
+    mapped: Option<&Namespace>,
+    name: &[u8],
+) -> Staged {
+    if view.db != 0 && mapped.is_none() {
+        return refuse(RefusalRule::Select, unmapped_db(view.db));
+    }
+    unknown(cx, mapped, &name.to_ascii_uppercase())
 }
 
 /// db 0 (unmapped): every key must lie in a namespace (or is counted, with
