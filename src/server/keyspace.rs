@@ -778,7 +778,7 @@ fn script_policy(policy: &PolicyConfig, name: &[u8], args: &[Bytes]) -> Result<(
             .is_some_and(|sub| sub.eq_ignore_ascii_case(b"LOAD")),
         _ => false,
     };
-    if !script && !loads {
+    if (!script && !loads) || policy.scripts == ScriptsMode::Allow {
         return Ok(());
     }
     let label = if loads {
