@@ -136,6 +136,8 @@ struct Routed {
     route: Route,
     live: Arc<Live>,
     namespaced: bool,
+    /// The namespace stage's answer, when `route_start` ran it.
+    staged: Option<Box<Staged>>,
 }
 
 /// Where a cache hit's reply goes (see `Client::hit_out`).
@@ -498,6 +500,7 @@ where
                 route,
                 live: arc_swap::Guard::into_inner(live),
                 namespaced,
+                staged: None,
             });
         }
         if !self.conn.authenticated {
@@ -520,23 +523,57 @@ where
         if namespaced && live.namespaces.any_cached() && self.fast_hit(&live, &req) {
             return None;
         }
-        let plain = !namespaced
-            && route == Route::Shared
+        let simple = route == Route::Shared
             && self.pinned.is_none()
             && self.ctx.migration.is_none()
             && self.tx_lost.is_none()
             && !wants_info(&req, self.session.multi);
-        if plain {
-            self.push_seg(&req, None);
-            self.seg_count += 1;
-            return None;
+        let mut staged = None;
+        if simple {
+            if !namespaced {
+                self.push_seg(&req, None);
+                self.seg_count += 1;
+                return None;
+            }
+            // The namespace stage never waits either: what it passes on as it is (or with
+            // a mapped db's prefix) goes out here, unless the cache has a say (then all of
+            // it runs in `route`).
+            if !live.namespaces.any_cached() {
+                match self.stage(&live, &req) {
+                    Staged::Forward => self.push_seg(&req, None),
+                    Staged::Prefixed(prefix) => self.push_seg(&req, Some(&prefix)),
+                    // Rare (refusals, rewrites): boxed, to keep `route`'s future small.
+                    stage => staged = Some(Box::new(stage)),
+                }
+                if staged.is_none() {
+                    self.seg_count += 1;
+                    return None;
+                }
+            }
         }
         Some(Routed {
             req,
             route,
             live: arc_swap::Guard::into_inner(live),
             namespaced,
+            staged,
         })
+    }
+
+    /// The namespace stage for one request of this client.
+    fn stage(&mut self, live: &Live, req: &Request) -> Staged {
+        let cx = StageCtx {
+            namespaces: &live.namespaces,
+            policy: &live.config.policy,
+            touch: &self.ctx.touch,
+            unmatched: &self.ctx.unmatched,
+        };
+        let ns = self.ns.get_or_insert_with(Box::default);
+        let view = ClientView {
+            db: ns.db,
+            in_multi: self.session.multi,
+        };
+        keyspace::stage(&cx, view, req, &mut ns.key_scratch)
     }
 
     async fn route(&mut self, routed: Routed) -> Result<(), Closed> {
@@ -545,6 +582,7 @@ where
             route,
             live,
             namespaced,
+            staged,
         } = routed;
         if let Route::Local(local) = route {
             let reply = Box::pin(self.local(local, &req)).await;
@@ -558,18 +596,13 @@ where
         let mut extra = Extra::default();
         // Migration hook: an old_db client served by the old store skips the namespace stage.
         if namespaced && !self.migration_bypass(&req) {
-            let cx = StageCtx {
-                namespaces: &live.namespaces,
-                policy: &live.config.policy,
-                touch: &self.ctx.touch,
-                unmatched: &self.ctx.unmatched,
+            // Staged already by `route_start` when it could have forwarded the request.
+            let staged = match staged {
+                Some(staged) => *staged,
+                None => self.stage(&live, &req),
             };
             let ns = self.ns.get_or_insert_with(Box::default);
-            let view = ClientView {
-                db: ns.db,
-                in_multi: self.session.multi,
-            };
-            match keyspace::stage(&cx, view, &req, &mut ns.key_scratch) {
+            match staged {
                 Staged::Forward => {}
                 Staged::Prefixed(prefix) => extra.prefix = Some(prefix),
                 Staged::Rewritten(r) => {
@@ -1584,6 +1617,7 @@ where
             route: Route::Shared,
             live: self.ctx.live(),
             namespaced: true,
+            staged: None,
         };
         std::mem::size_of_val(&self.route(routed))
     }
