@@ -21,6 +21,10 @@
 #   REQUESTS_P16=2000000       requests per run at deeper pipelines
 #   CLIENTS=50                 redis-benchmark -c
 #   PIN_CPU=1                  CPU both sidecars run on ("" = not pinned)
+#   EXTRA_BENCH                redis-benchmark options for the second sidecar's
+#                              runs only, e.g. "--dbnum 3" for a mapped db (the
+#                              base stays in db 0, where SELECT 3 would pin each
+#                              client to an upstream connection of its own)
 #   SIDECAR_BIN                default target/release/resp-sidecar (built first
 #                              unless SKIP_BUILD=1)
 set -euo pipefail
@@ -29,6 +33,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS="${ROUNDS:-5}"
 DEPTHS="${DEPTHS:-1 16}"
 TESTS="${TESTS:-get}"
+EXTRA_BENCH="${EXTRA_BENCH:-}"
 REQUESTS_P1="${REQUESTS_P1:-200000}"
 REQUESTS_P16="${REQUESTS_P16:-2000000}"
 CLIENTS="${CLIENTS:-50}"
@@ -82,13 +87,14 @@ HZ="$(getconf CLK_TCK)"
 
 echo "name,test,depth,round,us_per_request,rps" >"$WORK/results.csv"
 run() {
-    local name="$1" port="$2" pid="$3" depth="$4" round="$5" n before after
+    local name="$1" port="$2" pid="$3" depth="$4" round="$5" n before after bench=()
+    [ "$name" = extra ] && read -r -a bench <<<"$EXTRA_BENCH"
     n="$REQUESTS_P16"
     [ "$depth" = 1 ] && n="$REQUESTS_P1"
     log "round $round: $name -P $depth -n $n"
     before="$(ticks "$pid")"
     redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CLIENTS" -d 256 -r 10000 \
-        -n "$n" -P "$depth" --csv >"$WORK/out.csv"
+        -n "$n" -P "$depth" --csv "${bench[@]}" >"$WORK/out.csv"
     after="$(ticks "$pid")"
     tr -d '"' <"$WORK/out.csv" | awk -F, -v name="$name" -v d="$depth" -v r="$round" \
         -v cpu="$((after - before))" -v hz="$HZ" -v n="$n" \
@@ -109,7 +115,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 echo "- extra config: $(printf '%s' "$EXTRA_TOML" | tr '\n' ' ')"
-echo "- redis-benchmark -t $TESTS -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1, $REQUESTS_P16 deeper; $ROUNDS alternating rounds; medians${PIN_CPU:+; both sidecars on CPU $PIN_CPU}"
+echo "- redis-benchmark -t $TESTS -c $CLIENTS -d 256 -r 10000${EXTRA_BENCH:+ (extra: $EXTRA_BENCH)}, -n $REQUESTS_P1 at -P 1, $REQUESTS_P16 deeper; $ROUNDS alternating rounds; medians${PIN_CPU:+; both sidecars on CPU $PIN_CPU}"
 echo
 python3 - "$WORK/results.csv" <<'PY'
 import csv, statistics, sys

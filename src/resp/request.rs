@@ -488,7 +488,8 @@ pub fn encode_prefixed(
 
 /// Append `req` to `out` with `prefix` in front of the arguments at `indices` (ascending),
 /// copying the request's own bytes around the keys and writing new headers only for the
-/// keys. Falls back to [`encode_prefixed`] when the bytes are not laid out canonically.
+/// keys. Falls back to [`encode_prefixed`] when the bytes are not laid out as a bulk
+/// header right before each key.
 pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut BytesMut) {
     let raw: &[u8] = &req.raw;
     let base = raw.as_ptr() as usize;
@@ -497,13 +498,11 @@ pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut
     for &i in indices {
         let spliced = req.args.get(i).and_then(|arg| {
             let start = (arg.as_ptr() as usize).checked_sub(base)?;
-            let mut header = [0u8; 24];
-            let header = bulk_header(arg.len(), &mut header);
-            let header_start = start.checked_sub(header.len())?;
-            let fits = header_start >= last
-                && start + arg.len() + 2 <= raw.len()
-                && &raw[header_start..start] == header;
-            fits.then_some((header_start, start, arg))
+            if start + arg.len() + 2 > raw.len() {
+                return None;
+            }
+            let header_start = header_before(raw, last, start, arg.len())?;
+            Some((header_start, start, arg))
         });
         let Some((header_start, start, arg)) = spliced else {
             out.truncate(mark);
@@ -519,25 +518,28 @@ pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut
     out.extend_from_slice(&raw[last..]);
 }
 
-/// `$<len>\r\n` written into `buf`.
-fn bulk_header(len: usize, buf: &mut [u8; 24]) -> &[u8] {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = len;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
+/// Where the bulk header `$<len>\r\n` that ends at `end` starts, if it is there and starts
+/// at or after `from`. Read backwards, digit by digit: cheaper than formatting the
+/// header to compare it, and the decoder has already checked its form.
+fn header_before(raw: &[u8], from: usize, end: usize, len: usize) -> Option<usize> {
+    if end < from + 4 || raw.get(end - 2..end)? != b"\r\n" {
+        return None;
+    }
+    let mut at = end - 2;
+    let mut value = 0usize;
+    let mut scale = 1usize;
+    // At most 19 digits: no overflow below.
+    while at > from && end - 2 - at < 19 {
+        let digit = raw[at - 1];
+        if !digit.is_ascii_digit() {
             break;
         }
+        at -= 1;
+        value += usize::from(digit - b'0') * scale;
+        scale *= 10;
     }
-    let n = digits.len() - at;
-    buf[0] = b'$';
-    buf[1..1 + n].copy_from_slice(&digits[at..]);
-    buf[1 + n] = b'\r';
-    buf[2 + n] = b'\n';
-    &buf[..3 + n]
+    let digits = end - 2 - at;
+    (digits > 0 && at > from && raw[at - 1] == b'$' && value == len).then_some(at - 1)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub(super) enum Staged {
     /// the command is written out (no copy of the request in between).
     Prefixed(Prefix),
     /// Send something else or more; see [`Rewrite`].
-    Rewritten(Rewrite),
+    Rewritten(Box<Rewrite>),
     /// Answer without Redis (a malformed `SELECT`).
     Answer(Reply),
     /// Refused by `rule`: the client gets `-NOPERM <text>`.
@@ -484,11 +484,11 @@ fn mapped_keys(
         // The common mapped case: prefix while writing the command out.
         return match Prefix::new(&ns.prefix, found) {
             Some(prefix) if fix.is_none() => Staged::Prefixed(prefix),
-            Some(prefix) => Staged::Rewritten(Rewrite {
+            Some(prefix) => Staged::Rewritten(Box::new(Rewrite {
                 prefix: Some(prefix),
                 fix,
                 ..Rewrite::default()
-            }),
+            })),
             None => rewritten(Some(prefixed(ns, req, found)), fix, Vec::new()),
         };
     }
@@ -542,12 +542,12 @@ fn rewritten(req: Option<Request>, fix: Option<ReplyFix>, follow_ups: Vec<Vec<By
     if req.is_none() && fix.is_none() && follow_ups.is_empty() {
         return Staged::Forward;
     }
-    Staged::Rewritten(Rewrite {
+    Staged::Rewritten(Box::new(Rewrite {
         req,
         fix,
         follow_ups,
         ..Rewrite::default()
-    })
+    }))
 }
 
 fn in_multi(name: &[u8]) -> String {
@@ -694,7 +694,7 @@ fn keys_command(
         ),
         KeysMode::Forward => match mapped {
             None => Staged::Forward,
-            Some(ns) => Staged::Rewritten(Rewrite {
+            Some(ns) => Staged::Rewritten(Box::new(Rewrite {
                 req: Some(Request::from_args(vec![
                     req.args[0].clone(),
                     ns.scope_pattern(pattern),
@@ -704,7 +704,7 @@ fn keys_command(
                     prefix: ns.prefix.clone(),
                 }),
                 ..Rewrite::default()
-            }),
+            })),
         },
         KeysMode::Scan if view.in_multi => refuse(RefusalRule::Multi, in_multi(b"KEYS")),
         KeysMode::Scan => Staged::Run(Op::Keys {
@@ -733,14 +733,14 @@ fn scan(ns: &Namespace, req: &Request) -> Staged {
         args.push(Bytes::from_static(b"MATCH"));
         args.push(ns.scope_pattern(b"*"));
     }
-    Staged::Rewritten(Rewrite {
+    Staged::Rewritten(Box::new(Rewrite {
         req: Some(Request::from_args(args)),
         fix: Some(ReplyFix {
             kind: KeyReply::Scan,
             prefix: ns.prefix.clone(),
         }),
         ..Rewrite::default()
-    })
+    }))
 }
 
 /// Keyspace-notification channels of a mapped db become db 0's, scoped to the prefix.
@@ -759,11 +759,11 @@ fn pubsub(ns: &Namespace, db: u32, name: &[u8], req: &Request) -> Staged {
             channels.push(up);
         }
     }
-    Staged::Rewritten(Rewrite {
+    Staged::Rewritten(Box::new(Rewrite {
         req: Some(Request::from_args(args)),
         channels,
         ..Rewrite::default()
-    })
+    }))
 }
 
 /// `policy.scripts`: scripts can touch keys they do not declare, so they can be refused.
