@@ -495,6 +495,7 @@ pub fn encode_prefixed(
 pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut BytesMut) {
     let raw: &[u8] = &req.raw;
     let base = raw.as_ptr() as usize;
+    // Copied up to here; a key's own bytes go out with what follows it.
     let mut last = 0;
     let mark = out.len();
     for &i in indices {
@@ -503,45 +504,48 @@ pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut
             if start + arg.len() + 2 > raw.len() {
                 return None;
             }
-            let header_start = header_before(raw, last, start, arg.len())?;
-            Some((header_start, start, arg))
+            Some((
+                header_before(raw, last, start, arg.len())?,
+                start,
+                arg.len(),
+            ))
         });
-        let Some((header_start, start, arg)) = spliced else {
+        let Some((header_start, start, len)) = spliced else {
             out.truncate(mark);
             encode_prefixed(&req.args, prefix, indices, out, |_, _| {});
             return;
         };
         out.extend_from_slice(&raw[last..header_start]);
-        put_header(out, b'$', prefix.len() + arg.len());
+        put_header(out, b'$', prefix.len() + len);
         out.extend_from_slice(prefix);
-        out.extend_from_slice(arg);
-        last = start + arg.len();
+        last = start;
     }
     out.extend_from_slice(&raw[last..]);
 }
 
-/// Where the bulk header `$<len>\r\n` that ends at `end` starts, if it is there and starts
-/// at or after `from`. Read backwards, digit by digit: cheaper than formatting the
-/// header to compare it, and the decoder has already checked its form.
+/// Where the bulk header `$<len>\r\n` that ends at `end` starts, if it is there, in its
+/// shortest form, and starts at or after `from`.
 fn header_before(raw: &[u8], from: usize, end: usize, len: usize) -> Option<usize> {
-    if end < from + 4 || raw.get(end - 2..end)? != b"\r\n" {
+    let digits = match len {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        _ => len.ilog10() as usize + 1,
+    };
+    let header_start = end.checked_sub(digits + 3)?;
+    if header_start < from || raw[header_start] != b'$' || raw[end - 2..end] != *b"\r\n" {
         return None;
     }
-    let mut at = end - 2;
     let mut value = 0usize;
-    let mut scale = 1usize;
-    // At most 19 digits: no overflow below.
-    while at > from && end - 2 - at < 19 {
-        let digit = raw[at - 1];
+    for &digit in &raw[header_start + 1..end - 2] {
         if !digit.is_ascii_digit() {
-            break;
+            return None;
         }
-        at -= 1;
-        value += usize::from(digit - b'0') * scale;
-        scale *= 10;
+        value = value
+            .checked_mul(10)?
+            .checked_add(usize::from(digit - b'0'))?;
     }
-    let digits = end - 2 - at;
-    (digits > 0 && at > from && raw[at - 1] == b'$' && value == len).then_some(at - 1)
+    (value == len).then_some(header_start)
 }
 
 #[cfg(test)]
