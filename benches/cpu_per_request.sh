@@ -3,8 +3,11 @@
 # base sidecar and a second one with extra TOML, both in front of one
 # redis-server and pinned to the same CPU. Throughput ratios on a small shared
 # machine move by tens of percent from run to run; the CPU a sidecar spends
-# per request (utime + stime from /proc/PID/stat around one redis-benchmark
-# run) is a steadier measure of what a feature costs.
+# per request (its time on CPU around one redis-benchmark run of one test) is
+# a steadier measure of what a feature costs. CPU time is read from
+# /proc/PID/task/*/schedstat (nanoseconds on CPU, summed over the process's
+# threads) rather than /proc/PID/stat's clock ticks, whose 10 ms steps were a
+# visible part of a short run's figure.
 #
 # Runs `redis-benchmark -t TESTS -c CLIENTS -d 256 -r 10000 -P DEPTH -n N`
 # against each sidecar in turn (the order alternates), ROUNDS times per depth,
@@ -16,7 +19,7 @@
 #   command_metrics = false'   TOML appended to the second sidecar's config
 #   ROUNDS=5                   runs per sidecar and depth
 #   DEPTHS="1 16"              pipeline depths
-#   TESTS=get                  redis-benchmark -t
+#   TESTS=get                  redis-benchmark tests, comma-separated (one run each)
 #   REQUESTS_P1=200000         requests per run at -P 1
 #   REQUESTS_P16=2000000       requests per run at deeper pipelines
 #   CLIENTS=50                 redis-benchmark -c
@@ -82,24 +85,27 @@ BASE_PID="$STARTED_PID"
 start extra "$EXTRA_PORT" "$BASE_TOML"$'\n'"$EXTRA_TOML"
 EXTRA_PID="$STARTED_PID"
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-HZ="$(getconf CLK_TCK)"
+# Nanoseconds on CPU, summed over the process's threads.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 echo "name,test,depth,round,us_per_request,rps" >"$WORK/results.csv"
 run() {
-    local name="$1" port="$2" pid="$3" depth="$4" round="$5" n before after bench=()
+    local name="$1" port="$2" pid="$3" depth="$4" round="$5" n test before after bench=()
     [ "$name" = extra ] && read -r -a bench <<<"$EXTRA_BENCH"
     n="$REQUESTS_P16"
     [ "$depth" = 1 ] && n="$REQUESTS_P1"
-    log "round $round: $name -P $depth -n $n"
-    before="$(ticks "$pid")"
-    redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CLIENTS" -d 256 -r 10000 \
-        -n "$n" -P "$depth" --csv "${bench[@]}" >"$WORK/out.csv"
-    after="$(ticks "$pid")"
-    tr -d '"' <"$WORK/out.csv" | awk -F, -v name="$name" -v d="$depth" -v r="$round" \
-        -v cpu="$((after - before))" -v hz="$HZ" -v n="$n" \
-        'NR > 1 { printf "%s,%s,%s,%s,%.4f,%s\n", name, $1, d, r, cpu / hz * 1e6 / n, $2 }' \
-        >>"$WORK/results.csv"
+    # One redis-benchmark run per test, so each test's CPU time is its own.
+    for test in ${TESTS//,/ }; do
+        log "round $round: $name $test -P $depth -n $n"
+        before="$(cpu_ns "$pid")"
+        redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -c "$CLIENTS" -d 256 -r 10000 \
+            -n "$n" -P "$depth" --csv "${bench[@]}" >"$WORK/out.csv"
+        after="$(cpu_ns "$pid")"
+        tr -d '"' <"$WORK/out.csv" | awk -F, -v name="$name" -v d="$depth" -v r="$round" \
+            -v cpu="$((after - before))" -v n="$n" \
+            'NR > 1 { printf "%s,%s,%s,%s,%.4f,%s\n", name, $1, d, r, cpu / 1e3 / n, $2 }' \
+            >>"$WORK/results.csv"
+    done
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
