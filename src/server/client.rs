@@ -46,6 +46,38 @@ use crate::upstream::{
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Read buffer an idle connection keeps (grown on demand while a pipeline streams in).
 const IDLE_INBUF: usize = 1024;
+/// A read buffer grown by a pipeline is kept between its batches, so each batch is read
+/// at once rather than 1 KiB first and the rest after a reallocation; it is given back
+/// after this long without input, or as soon as it is empty when larger than
+/// [`INBUF_KEEP_MAX`].
+const INBUF_KEEP: Duration = Duration::from_secs(1);
+const INBUF_KEEP_MAX: usize = 64 * 1024;
+
+/// What [`wait_timer`] woke for.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// Time to give back a quiet pipeline's read buffer.
+    Release,
+    /// The client was idle for `server.idle_timeout`.
+    Idle,
+}
+
+/// Wake with `wake` after `after`; never when `after` is `None`.
+async fn wait_timer(after: Option<(Duration, Wake)>) -> Wake {
+    // Each arm returns a constant, so nothing but the `Sleep` is held across the await
+    // (this future is part of every idle connection's task).
+    match after {
+        Some((d, Wake::Release)) => {
+            tokio::time::sleep(d).await;
+            Wake::Release
+        }
+        Some((d, Wake::Idle)) => {
+            tokio::time::sleep(d).await;
+            Wake::Idle
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Why a client connection ended (logged at debug; never an error of the sidecar).
 #[derive(Debug)]
@@ -355,6 +387,13 @@ where
         }
     }
 
+    /// `server.idle_timeout` for this client: subscribed clients and MONITOR are never
+    /// idle-timed out, like Redis.
+    fn idle_timeout(&self) -> Option<Duration> {
+        let idle = self.ctx.live().config.server.idle_timeout;
+        idle.filter(|_| !self.session.subscribed() && !self.session.monitor)
+    }
+
     /// Wait for more bytes from the client; meanwhile forward out-of-band frames (pub/sub
     /// messages, invalidations) from a pinned connection.
     async fn wait_input(
@@ -364,10 +403,13 @@ where
         if self.budget.is_exceeded() {
             return Err(Closed::ReplyBufferExceeded);
         }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF {
-            // Give back what a burst grew; an idle connection keeps a small buffer.
+        // Give back what a large burst grew at once, a pipeline's buffer once it has
+        // gone quiet (below): an idle connection keeps a small buffer.
+        let grown = self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF;
+        if grown && self.inbuf.capacity() > INBUF_KEEP_MAX {
             self.inbuf = BytesMut::new();
         }
+        let keeping = grown && self.inbuf.capacity() > IDLE_INBUF;
         if self.inbuf.capacity() - self.inbuf.len() < 512 {
             let more = if self.inbuf.is_empty() {
                 IDLE_INBUF
@@ -379,16 +421,14 @@ where
         if self.out.is_empty() && self.out.capacity() > OUT_HIGH_WATER {
             self.out = BytesMut::new();
         }
-        let idle = self.ctx.live().config.server.idle_timeout;
-        // Subscribed clients and MONITOR are never idle-timed out, like Redis.
-        let idle = idle.filter(|_| !self.session.subscribed() && !self.session.monitor);
-        let sleep = async {
-            match idle {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
+        // One timer for both: the pipeline buffer's release, then the idle timeout.
+        let first = match self.idle_timeout() {
+            Some(idle) if keeping && idle > INBUF_KEEP => Some((INBUF_KEEP, Wake::Release)),
+            Some(idle) => Some((idle, Wake::Idle)),
+            None => keeping.then_some((INBUF_KEEP, Wake::Release)),
         };
-        tokio::pin!(sleep);
+        let timer = wait_timer(first);
+        tokio::pin!(timer);
         loop {
             if let Some(old) = self.lost.take() {
                 Box::pin(self.restore(old)).await?;
@@ -433,7 +473,14 @@ where
                         self.drop_pinned();
                     }
                 },
-                _ = &mut sleep => return Err(Closed::IdleTimeout),
+                wake = &mut timer => match wake {
+                    Wake::Release => {
+                        self.inbuf = BytesMut::with_capacity(IDLE_INBUF);
+                        let rest = self.idle_timeout().map(|d| (d.saturating_sub(INBUF_KEEP), Wake::Idle));
+                        timer.set(wait_timer(rest));
+                    }
+                    Wake::Idle => return Err(Closed::IdleTimeout),
+                },
                 _ = stopping.as_mut() => return Err(Closed::Shutdown),
             }
         }
@@ -1609,6 +1656,24 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    /// Wait for input once, as the loop does between batches; the bytes buffered after it.
+    pub(super) async fn wait_input_once(&mut self) -> Result<usize, Closed> {
+        let never = CancellationToken::new();
+        let stopping = never.cancelled();
+        tokio::pin!(stopping);
+        self.wait_input(stopping.as_mut()).await?;
+        Ok(self.inbuf.len())
+    }
+
+    /// Take everything buffered, as decoding a batch does.
+    pub(super) fn consume_input(&mut self) {
+        drop(self.inbuf.split());
+    }
+
+    pub(super) fn input_capacity(&self) -> usize {
+        self.inbuf.capacity()
+    }
+
     /// The size of the future `serve_batch` builds (and moves) for every request.
     pub(super) fn route_future_size(&mut self) -> usize {
         let req = Request::from_args(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]);

@@ -441,3 +441,98 @@ mod size_tests {
         });
     }
 }
+
+#[cfg(test)]
+mod input_buffer_tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A client over an in-memory pipe, with `idle_timeout`, and the pipe's other end.
+    fn client(
+        idle_timeout: Option<Duration>,
+    ) -> (
+        Client<
+            tokio::io::ReadHalf<tokio::io::DuplexStream>,
+            tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        >,
+        tokio::io::DuplexStream,
+    ) {
+        let mut cfg = Config::default();
+        cfg.server.idle_timeout = idle_timeout;
+        let metrics = Arc::new(Metrics::new());
+        let up = Upstream::start(&cfg.upstream, metrics, CancellationToken::new()).unwrap();
+        let ctx = Arc::new(Ctx::new(cfg, up));
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let (r, w) = tokio::io::split(a);
+        (Client::new(ctx, r, w, 1, String::new(), String::new()), b)
+    }
+
+    /// A pipelined batch of about 5 KB, more than an idle connection's buffer holds.
+    const BATCH: usize = 5000;
+
+    /// Sends two batches; returns after the second was read and consumed.
+    async fn two_batches(
+        c: &mut Client<
+            tokio::io::ReadHalf<tokio::io::DuplexStream>,
+            tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        >,
+        peer: &mut tokio::io::DuplexStream,
+    ) {
+        // The first batch grows the buffer: it may take more than one read.
+        peer.write_all(&[b'x'; BATCH]).await.unwrap();
+        let mut got = 0;
+        while got < BATCH {
+            got = c.wait_input_once().await.unwrap();
+        }
+        c.consume_input();
+        assert!(c.input_capacity() >= BATCH, "{}", c.input_capacity());
+        // The next one is read whole: the grown buffer was kept between batches.
+        peer.write_all(&[b'y'; BATCH]).await.unwrap();
+        assert_eq!(c.wait_input_once().await.unwrap(), BATCH);
+        c.consume_input();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipeline_keeps_its_buffer_until_it_goes_quiet() {
+        let (mut c, mut peer) = client(None);
+        two_batches(&mut c, &mut peer).await;
+        // Quiet for longer than INBUF_KEEP: the buffer goes back to an idle one's size.
+        let started = tokio::time::Instant::now();
+        let waited = tokio::time::timeout(Duration::from_secs(5), c.wait_input_once()).await;
+        assert!(waited.is_err(), "no input was sent");
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        assert!(
+            c.input_capacity() <= 1024,
+            "kept {} bytes",
+            c.input_capacity()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_buffer_release_still_applies() {
+        let (mut c, mut peer) = client(Some(Duration::from_millis(300)));
+        two_batches(&mut c, &mut peer).await;
+        let started = tokio::time::Instant::now();
+        let closed = c.wait_input_once().await;
+        assert!(matches!(closed, Err(Closed::IdleTimeout)), "{closed:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_longer_than_the_buffer_release_counts_from_the_last_input() {
+        let (mut c, mut peer) = client(Some(Duration::from_millis(1500)));
+        two_batches(&mut c, &mut peer).await;
+        let started = tokio::time::Instant::now();
+        let closed = c.wait_input_once().await;
+        assert!(matches!(closed, Err(Closed::IdleTimeout)), "{closed:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+        assert!(
+            c.input_capacity() <= 1024,
+            "kept {} bytes",
+            c.input_capacity()
+        );
+    }
+}
