@@ -437,7 +437,11 @@ mod size_tests {
             );
             let task = client.run(CancellationToken::new());
             let size = std::mem::size_of_val(&task);
-            assert!(size <= 3 * 1024, "client task future grew to {size} bytes");
+            // 3 KiB, plus the timer that gives a quiet pipeline's buffers back (24 bytes).
+            assert!(
+                size <= 3 * 1024 + 64,
+                "client task future grew to {size} bytes"
+            );
         });
     }
 }
@@ -512,6 +516,26 @@ mod input_buffer_tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_large_reply_buffer_is_given_back_when_quiet_and_a_partial_command_kept() {
+        let (mut c, mut peer) = client(None);
+        c.fill_output(32 * 1024);
+        // Half a command is buffered when the connection goes quiet.
+        peer.write_all(b"*1\r\n$4\r\nPI").await.unwrap();
+        assert_eq!(c.wait_input_once().await.unwrap(), 10);
+        let waited = tokio::time::timeout(Duration::from_secs(5), c.wait_input_once()).await;
+        assert!(waited.is_err(), "no more input was sent");
+        assert!(
+            c.output_capacity() <= 4096,
+            "kept {} bytes",
+            c.output_capacity()
+        );
+        // The partial command survived the release; the rest completes it.
+        peer.write_all(b"NG\r\n").await.unwrap();
+        assert_eq!(c.wait_input_once().await.unwrap(), 14);
+        assert_eq!(c.take_input(), b"*1\r\n$4\r\nPING\r\n"[..]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_idle_timeout_shorter_than_the_buffer_release_still_applies() {
         let (mut c, mut peer) = client(Some(Duration::from_millis(300)));
         two_batches(&mut c, &mut peer).await;
@@ -522,17 +546,33 @@ mod input_buffer_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_idle_timeout_longer_than_the_buffer_release_counts_from_the_last_input() {
-        let (mut c, mut peer) = client(Some(Duration::from_millis(1500)));
+    async fn an_idle_timeout_longer_than_the_buffer_release_still_applies() {
+        let (mut c, mut peer) = client(Some(Duration::from_millis(2500)));
         two_batches(&mut c, &mut peer).await;
         let started = tokio::time::Instant::now();
         let closed = c.wait_input_once().await;
         assert!(matches!(closed, Err(Closed::IdleTimeout)), "{closed:?}");
-        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+        assert_eq!(started.elapsed(), Duration::from_millis(2500));
         assert!(
             c.input_capacity() <= 1024,
             "kept {} bytes",
             c.input_capacity()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipeline_that_keeps_sending_keeps_its_buffer() {
+        let (mut c, mut peer) = client(None);
+        two_batches(&mut c, &mut peer).await;
+        // A batch every 600 ms for 6 s: never quiet for a whole second.
+        for _ in 0..10 {
+            let sender = async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                peer.write_all(&[b'z'; BATCH]).await.unwrap();
+            };
+            let (read, ()) = tokio::join!(c.wait_input_once(), sender);
+            assert_eq!(read.unwrap(), BATCH, "each batch is read at once");
+            c.consume_input();
+        }
     }
 }
