@@ -503,9 +503,11 @@ mod input_buffer_tests {
     async fn a_pipeline_keeps_its_buffer_until_it_goes_quiet() {
         let (mut c, mut peer) = client(None);
         two_batches(&mut c, &mut peer).await;
-        // Quiet for longer than INBUF_KEEP: the buffer goes back to an idle one's size.
+        // Quiet for longer than INBUF_KEEP: the buffers go back to an idle one's size.
+        let mut batch = Vec::with_capacity(16);
         let started = tokio::time::Instant::now();
-        let waited = tokio::time::timeout(Duration::from_secs(5), c.wait_input_once()).await;
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), c.wait_input_with(&mut batch)).await;
         assert!(waited.is_err(), "no input was sent");
         assert!(started.elapsed() >= Duration::from_secs(5));
         assert!(
@@ -513,6 +515,7 @@ mod input_buffer_tests {
             "kept {} bytes",
             c.input_capacity()
         );
+        assert_eq!(batch.capacity(), 0, "the batch room is given back too");
     }
 
     #[tokio::test(start_paused = true)]
