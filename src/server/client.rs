@@ -416,20 +416,16 @@ where
             self.streaming = true;
         }
         let free = self.inbuf.capacity() - self.inbuf.len();
-        let want = if !empty {
-            if free < 512 {
-                16 * 1024
-            } else {
-                0
-            }
-        } else if self.streaming {
+        let want = if empty && self.streaming {
             // Consumed requests took their bytes' room with them; with those gone this
             // takes the kept allocation back whole, without copying.
             16 * 1024
-        } else if free < 512 {
+        } else if free >= 512 {
+            0
+        } else if empty {
             IDLE_INBUF
         } else {
-            0
+            16 * 1024
         };
         if want > 0 {
             self.inbuf.reserve(want);

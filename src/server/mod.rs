@@ -538,24 +538,32 @@ mod input_buffer_tests {
         assert_eq!(c.take_input(), b"*1\r\n$4\r\nPING\r\n"[..]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_timeout_shorter_than_the_buffer_release_still_applies() {
-        let (mut c, mut peer) = client(Some(Duration::from_millis(300)));
+    /// After two batches, a client with `idle_timeout = ms` is closed exactly `ms` into
+    /// its next wait; returns it for further checks.
+    async fn closed_after_idle(
+        ms: u64,
+    ) -> Client<
+        tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    > {
+        let idle = Duration::from_millis(ms);
+        let (mut c, mut peer) = client(Some(idle));
         two_batches(&mut c, &mut peer).await;
         let started = tokio::time::Instant::now();
         let closed = c.wait_input_once().await;
         assert!(matches!(closed, Err(Closed::IdleTimeout)), "{closed:?}");
-        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert_eq!(started.elapsed(), idle);
+        c
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_buffer_release_still_applies() {
+        closed_after_idle(300).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_timeout_longer_than_the_buffer_release_still_applies() {
-        let (mut c, mut peer) = client(Some(Duration::from_millis(2500)));
-        two_batches(&mut c, &mut peer).await;
-        let started = tokio::time::Instant::now();
-        let closed = c.wait_input_once().await;
-        assert!(matches!(closed, Err(Closed::IdleTimeout)), "{closed:?}");
-        assert_eq!(started.elapsed(), Duration::from_millis(2500));
+        let c = closed_after_idle(2500).await;
         assert!(
             c.input_capacity() <= 1024,
             "kept {} bytes",
