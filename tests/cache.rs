@@ -245,6 +245,174 @@ fn cached_reads_answer_exactly_what_redis_answers_in_both_protocols() {
 }
 
 /// The tracking connection in `CLIENT LIST` (flags carry `t`).
+#[test]
+fn a_plain_set_fills_the_writers_cache_and_every_other_write_still_invalidates() {
+    let redis = RedisServer::start();
+    let toml = config(&redis);
+    let (a, b) = (Sidecar::start(&toml), Sidecar::start(&toml));
+    wait_live(&a);
+    wait_live(&b);
+    let (mut ca, mut cb) = (a.conn(), b.conn());
+    let gets = calls(&redis, "get");
+    // The writer's next read is a hit: the value it wrote, not a trip to Redis.
+    for (i, ttl) in [&[][..], &["EX", "100"], &["px", "100000"]]
+        .into_iter()
+        .enumerate()
+    {
+        let v = format!("w{i}");
+        let mut set = vec!["SET", "session:w", &v];
+        set.extend_from_slice(ttl);
+        assert_reply(&ca.cmd_str(&set), b"+OK\r\n");
+        assert_reply(&ca.cmd_str(&["GET", "session:w"]), &bulk(&v));
+    }
+    assert_eq!(
+        calls(&redis, "get"),
+        gets,
+        "the writer read its writes from its cache"
+    );
+    assert_eq!(counter(&mut ca, "cache_write_fills"), 3);
+    assert_eq!(calls(&redis, "set"), 3, "each SET reached Redis once");
+    // Every other writer still invalidates it: through the other sidecar, directly.
+    assert_reply(&cb.cmd_str(&["SET", "session:w", "from-b"]), b"+OK\r\n");
+    eventually(
+        "write through B",
+        || ca.cmd_str(&["GET", "session:w"]),
+        &bulk("from-b"),
+    );
+    assert_reply(&ca.cmd_str(&["SET", "session:w", "from-a"]), b"+OK\r\n");
+    redis.cmd(&["SET", "session:w", "direct"]);
+    eventually(
+        "direct write",
+        || ca.cmd_str(&["GET", "session:w"]),
+        &bulk("direct"),
+    );
+    // Through a mapped db: Redis holds the prefixed key, the client sees its own.
+    assert_reply(&ca.cmd_str(&["SELECT", "3"]), b"+OK\r\n");
+    let gets = calls(&redis, "get");
+    assert_reply(&ca.cmd_str(&["SET", "k", "mapped"]), b"+OK\r\n");
+    assert_reply(&ca.cmd_str(&["GET", "k"]), &bulk("mapped"));
+    assert_eq!(calls(&redis, "get"), gets);
+    assert_reply(&redis.cmd(&["GET", "legacy:k"]), &bulk("mapped"));
+    assert_reply(&ca.cmd_str(&["SELECT", "0"]), b"+OK\r\n");
+    // The entry expires with the TTL the write gave the key.
+    assert_reply(
+        &ca.cmd_str(&["SET", "session:t", "short", "PX", "300"]),
+        b"+OK\r\n",
+    );
+    assert_reply(&ca.cmd_str(&["GET", "session:t"]), &bulk("short"));
+    std::thread::sleep(Duration::from_millis(350));
+    assert_reply(&ca.cmd_str(&["GET", "session:t"]), b"$-1\r\n");
+    // Any other form only invalidates: the next read goes to Redis.
+    for set in [
+        &["SET", "session:w", "nx", "NX"][..],
+        &["SET", "session:w", "kept", "KEEPTTL"],
+        &["SETEX", "session:w", "100", "setex"],
+    ] {
+        let gets = calls(&redis, "get");
+        ca.cmd_str(set);
+        let want = redis.cmd(&["GET", "session:w"]);
+        assert_reply(&ca.cmd_str(&["GET", "session:w"]), &want);
+        assert_eq!(calls(&redis, "get"), gets + 2, "{set:?} then GET");
+    }
+    // A failed write fills nothing.
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    let reply = ca.cmd_str(&["SET", "session:w", "too-big"]);
+    assert!(reply.starts_with(b"-OOM"), "{}", show(&reply));
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert_reply(&ca.cmd_str(&["GET", "session:w"]), &bulk("setex"));
+}
+
+#[test]
+fn a_write_whose_stream_is_lost_before_its_reply_gets_an_error_and_leaves_nothing_stale() {
+    let redis = RedisServer::start();
+    let a = Sidecar::start(&config(&redis));
+    wait_live(&a);
+    let mut c = a.conn();
+    assert_reply(&c.cmd_str(&["SET", "session:p", "before"]), b"+OK\r\n");
+    // Redis holds writes: the SET waits on the invalidation connection, the heartbeat
+    // behind it goes unanswered, and the stream is given up with the write in flight.
+    redis.cmd(&["CLIENT", "PAUSE", "3000", "WRITE"]);
+    let started = Instant::now();
+    let reply = c.cmd_str(&["SET", "session:p", "during"]);
+    assert!(
+        reply.starts_with(b"-ERR upstream") && show(&reply).contains("may have been executed"),
+        "{}",
+        show(&reply)
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.cmd(&["CLIENT", "UNPAUSE"]);
+    wait_live(&a);
+    let want = redis.cmd(&["GET", "session:p"]);
+    assert_reply(&c.cmd_str(&["GET", "session:p"]), &want);
+    assert_reply(&c.cmd_str(&["SET", "session:p", "after"]), b"+OK\r\n");
+    assert_reply(&c.cmd_str(&["GET", "session:p"]), &bulk("after"));
+}
+
+#[test]
+fn fill_on_write_off_only_invalidates() {
+    let redis = RedisServer::start();
+    let a = Sidecar::start(&config(&redis).cache("fill_on_write = false"));
+    wait_live(&a);
+    let mut c = a.conn();
+    assert_reply(&c.cmd_str(&["SET", "session:w", "v"]), b"+OK\r\n");
+    let gets = calls(&redis, "get");
+    assert_reply(&c.cmd_str(&["GET", "session:w"]), &bulk("v"));
+    assert_eq!(calls(&redis, "get"), gets + 1);
+    assert_eq!(counter(&mut c, "cache_write_fills"), 0);
+}
+
+#[test]
+fn writes_through_a_sidecar_racing_writes_elsewhere_never_leave_a_stale_entry() {
+    const KEYS: usize = 4;
+    let redis = RedisServer::start();
+    let toml = config(&redis);
+    let (a, b) = (Sidecar::start(&toml), Sidecar::start(&toml));
+    wait_live(&a);
+    wait_live(&b);
+    let stop = Instant::now() + Duration::from_secs(2);
+    let key = |i: usize| format!("session:race:{}", i % KEYS);
+    // Writers through A (filling its cache), through B and directly on Redis, and a
+    // reader on A keeping entries filled, all on the same few keys at once.
+    let mut threads = Vec::new();
+    for (who, mut conn) in [("a", a.conn()), ("b", b.conn()), ("d", redis.conn())] {
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0usize;
+            while Instant::now() < stop {
+                n += 1;
+                let v = format!("{who}{n}");
+                assert_reply(&conn.cmd_str(&["SET", &key(n), &v]), b"+OK\r\n");
+            }
+            n
+        }));
+    }
+    let mut reader = a.conn();
+    threads.push(std::thread::spawn(move || {
+        let mut n = 0usize;
+        while Instant::now() < stop {
+            n += 1;
+            reader.cmd_str(&["GET", &key(n)]);
+        }
+        n
+    }));
+    let counts: Vec<usize> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    // Once the writes stop, A answers what Redis holds, for every key.
+    let mut ca = a.conn();
+    for i in 0..KEYS {
+        let want = redis.cmd(&["GET", &key(i)]);
+        eventually(&key(i), || ca.cmd_str(&["GET", &key(i)]), &want);
+    }
+    let fills = counter(&mut ca, "cache_write_fills");
+    println!("race: writes a/b/direct and reads {counts:?}, {fills} write fills");
+    assert!(fills > 0, "the writes through A filled its cache");
+}
+
 fn kill_stream(redis: &RedisServer) {
     let list = String::from_utf8_lossy(&redis.cmd(&["CLIENT", "LIST"])).into_owned();
     let id = list
@@ -405,12 +573,18 @@ fn staleness_checker_finds_no_violation() {
     let stop = Instant::now() + Duration::from_secs(secs);
     let writer = {
         let acked = acked.clone();
-        let (mut wb, mut wd) = (b.conn(), redis.conn());
+        let (mut wa, mut wb, mut wd) = (a.conn(), b.conn(), redis.conn());
         std::thread::spawn(move || {
             let mut v = 0u64;
             while Instant::now() < stop {
                 v += 1;
-                let conn = if v % 2 == 0 { &mut wb } else { &mut wd };
+                // Through the other sidecar, directly, and through the reader's own
+                // sidecar (whose writes fill its cache).
+                let conn = match v % 3 {
+                    0 => &mut wb,
+                    1 => &mut wd,
+                    _ => &mut wa,
+                };
                 assert_reply(
                     &conn.cmd_str(&["SET", "session:ver", &v.to_string()]),
                     b"+OK\r\n",
@@ -483,7 +657,9 @@ fn metrics_count_hits_misses_fills_and_entries_exactly() {
         value(&format!("sidecar_cache_invalidations_total{ns}")),
         "1"
     );
-    assert_eq!(value(&format!("sidecar_cache_entries{ns}")), "0");
+    // The SET filled the entry again with the value it wrote (cache.fill_on_write).
+    assert_eq!(value(&format!("sidecar_cache_write_fills_total{ns}")), "1");
+    assert_eq!(value(&format!("sidecar_cache_entries{ns}")), "1");
     assert_eq!(value("sidecar_cache_entries{namespace=\"legacy\"}"), "0");
     assert_eq!(value("sidecar_cache_stream_up"), "1");
     assert_reply(&c.cmd_str(&["GET", "session:x"]), &bulk("2"));
@@ -491,7 +667,8 @@ fn metrics_count_hits_misses_fills_and_entries_exactly() {
         .expect("scrape")
         .body;
     assert!(
-        body.contains(&format!("sidecar_cache_entries{ns} 1\n")),
+        body.contains(&format!("sidecar_cache_entries{ns} 1\n"))
+            && body.contains(&format!("sidecar_cache_hits_total{ns} 4\n")),
         "{body}"
     );
     let cache = String::from_utf8_lossy(&c.cmd_str(&["SIDECAR", "CACHE"])).into_owned();

@@ -267,6 +267,58 @@ impl Cache {
         true
     }
 
+    /// A write of `key` sent on the invalidation connection with `ticket` (taken just
+    /// before it was sent, at `sent_at`) was answered. Redis does not notify that
+    /// connection of its own writes, so this does what the notification would have
+    /// done (drop the old entry, spoil every read of the key in flight, which the write
+    /// may have overtaken) and then, when the write succeeded with `value` and nothing
+    /// invalidated the key, flushed the cache or lost the stream since the ticket was
+    /// taken, stores the value written. `ttl` is the TTL the write gave the key (None:
+    /// no expiry); the entry expires that long after `sent_at`, before the key does.
+    /// True when stored.
+    pub fn written(
+        &self,
+        ticket: &Ticket,
+        key: &Bytes,
+        value: Option<(Bytes, Option<Duration>)>,
+        sent_at: Instant,
+        ns: &Arc<NsStats>,
+    ) -> bool {
+        let mut c = self.lock();
+        let raced = c
+            .inflight
+            .get(key)
+            .is_some_and(|i| i.invalidated_at > ticket.seq);
+        let keep =
+            self.live.load(Ordering::Acquire) == ticket.gen && c.flush_seq <= ticket.seq && !raced;
+        c.seq += 1;
+        let seq = c.seq;
+        if let Some(i) = c.inflight.get_mut(key.as_ref()) {
+            i.invalidated_at = seq;
+        }
+        let old = self.store.remove(key);
+        let wrote = value.is_some();
+        let Some((value, ttl)) = value.filter(|_| keep) else {
+            if let Some((_, e)) = old {
+                e.ns.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+            if wrote {
+                ns.fills_discarded.fetch_add(1, Ordering::Relaxed);
+            }
+            return false;
+        };
+        let ttl = ttl.map_or(self.max_ttl, |t| t.min(self.max_ttl));
+        let entry = Entry {
+            data: Data::Str(value).detached(),
+            gen: ticket.gen,
+            expires: sent_at + ttl,
+            ns: ns.clone(),
+        };
+        self.store.insert(key.clone(), Arc::new(entry));
+        ns.write_fills.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// Redis (or a write through this sidecar) changed `keys`: drop them and spoil the
     /// fills of any read of them in flight.
     pub fn invalidate<K: AsRef<[u8]>>(&self, keys: &[K]) {

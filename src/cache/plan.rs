@@ -185,6 +185,31 @@ pub fn plan(
     }
 }
 
+/// `SET key value`, alone or with `EX seconds` / `PX milliseconds`: a write whose
+/// success leaves exactly `value` under the key, with that TTL (None: no expiry). Any
+/// other form (NX/XX may not write, GET changes the reply, KEEPTTL and EXAT/PXAT leave
+/// a TTL this cannot know) is None, and only invalidates.
+pub fn plain_set(args: &[Bytes]) -> Option<(Bytes, Option<Duration>)> {
+    if !args.first()?.eq_ignore_ascii_case(b"SET") {
+        return None;
+    }
+    match args.len() {
+        3 => Some((args[2].clone(), None)),
+        5 => {
+            let n: u64 = std::str::from_utf8(&args[4]).ok()?.parse().ok()?;
+            let ttl = if args[3].eq_ignore_ascii_case(b"EX") {
+                Duration::from_secs(n)
+            } else if args[3].eq_ignore_ascii_case(b"PX") {
+                Duration::from_millis(n)
+            } else {
+                return None;
+            };
+            (n > 0).then(|| (args[2].clone(), Some(ttl)))
+        }
+        _ => None,
+    }
+}
+
 fn unavailable(
     keys: &[Bytes],
     namespaces: &Namespaces,

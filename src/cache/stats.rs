@@ -17,6 +17,8 @@ pub struct NsStats {
     pub fills: AtomicU64,
     /// Fills dropped because the key was invalidated (or the stream lost) while in flight.
     pub fills_discarded: AtomicU64,
+    /// Entries stored from a write through this sidecar (`cache.fill_on_write`).
+    pub write_fills: AtomicU64,
     pub evictions: AtomicU64,
     /// Entries removed because Redis or a write through this sidecar changed the key.
     pub invalidations: AtomicU64,
@@ -31,6 +33,7 @@ impl NsStats {
             misses: AtomicU64::new(0),
             fills: AtomicU64::new(0),
             fills_discarded: AtomicU64::new(0),
+            write_fills: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
         }
@@ -50,6 +53,7 @@ pub struct NsFigures {
     pub misses: u64,
     pub fills: u64,
     pub fills_discarded: u64,
+    pub write_fills: u64,
     pub evictions: u64,
     pub invalidations: u64,
     pub entries: u64,
@@ -92,6 +96,7 @@ impl Snapshot {
             t.misses += n.misses;
             t.fills += n.fills;
             t.fills_discarded += n.fills_discarded;
+            t.write_fills += n.write_fills;
             t.evictions += n.evictions;
             t.invalidations += n.invalidations;
             t.entries += n.entries;
@@ -121,6 +126,7 @@ pub(super) fn snapshot(cache: &Cache, stats: Vec<Arc<NsStats>>) -> Snapshot {
                 misses: load(&s.misses),
                 fills: load(&s.fills),
                 fills_discarded: load(&s.fills_discarded),
+                write_fills: load(&s.write_fills),
                 evictions: load(&s.evictions),
                 invalidations: load(&s.invalidations),
                 entries,
@@ -161,12 +167,13 @@ impl Snapshot {
                 .map(|n| (format!("{{namespace=\"{}\"}}", n.name), f(n)))
                 .collect()
         };
-        let counters: [(&str, &str, &Figure); 7] = [
+        let counters: [(&str, &str, &Figure); 8] = [
             ("sidecar_cache_hits_total", "Reads answered from the cache, by namespace", &|n| n.hits),
             ("sidecar_cache_stale_hits_total", "Reads answered from unverified entries while Redis was unreachable (degrade = serve-stale)", &|n| n.stale_hits),
             ("sidecar_cache_misses_total", "Cacheable reads sent to Redis, by namespace", &|n| n.misses),
             ("sidecar_cache_fills_total", "Entries stored from Redis replies", &|n| n.fills),
             ("sidecar_cache_fills_discarded_total", "Fills dropped because the key changed (or the stream was lost) while the read was in flight", &|n| n.fills_discarded),
+            ("sidecar_cache_write_fills_total", "Entries stored from the value of a SET through this sidecar (cache.fill_on_write)", &|n| n.write_fills),
             ("sidecar_cache_evictions_total", "Entries evicted to stay within cache.max_bytes", &|n| n.evictions),
             ("sidecar_cache_invalidations_total", "Entries removed because the key changed (Redis push or a write through this sidecar)", &|n| n.invalidations),
         ];

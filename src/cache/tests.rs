@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -170,5 +170,92 @@ fn memory_stays_within_max_bytes_and_evictions_are_counted() {
 impl Cache {
     fn is_empty_for_tests(&self) -> bool {
         self.store.is_empty()
+    }
+}
+
+fn written(c: &Cache, t: &Ticket, k: &str, v: Option<&str>, ns: &Arc<NsStats>) -> bool {
+    let value = v.map(|v| (key(v), Some(Duration::from_secs(30))));
+    c.written(t, &key(k), value, Instant::now(), ns)
+}
+
+#[test]
+fn a_write_fills_with_its_value_and_spoils_reads_it_may_have_overtaken() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    // A read sent on another connection may run before the write and return the old value.
+    let read = c.begin_fill(vec![key("s:a")]).expect("live");
+    let write = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(written(&c, &write, "s:a", Some("new"), &ns));
+    drop(write);
+    assert_eq!(fresh(&c, "s:a"), Some(value("new")));
+    assert!(!c.fill(&read, &key("s:a"), value("old"), -1, &ns));
+    assert_eq!(fresh(&c, "s:a"), Some(value("new")));
+    assert_eq!(ns.write_fills.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_write_raced_by_an_invalidation_only_invalidates() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    c.fill(&t, &key("s:a"), value("old"), -1, &ns);
+    let write = c.begin_fill(vec![key("s:a")]).expect("live");
+    // Another client wrote the key after this write: Redis said so before its reply.
+    c.invalidate(&[key("s:a")]);
+    assert!(!written(&c, &write, "s:a", Some("mine"), &ns));
+    assert_eq!(fresh(&c, "s:a"), None);
+    // A failed write stores nothing and still drops what was there.
+    let t = c.begin_fill(vec![key("s:b")]).expect("live");
+    assert!(c.fill(&t, &key("s:b"), value("old"), -1, &ns));
+    let write = c.begin_fill(vec![key("s:b")]).expect("live");
+    assert!(!written(&c, &write, "s:b", None, &ns));
+    assert_eq!(fresh(&c, "s:b"), None);
+    // Nor across a loss of the stream.
+    let write = c.begin_fill(vec![key("s:c")]).expect("live");
+    c.lost("test".into());
+    c.verified();
+    assert!(!written(&c, &write, "s:c", Some("v"), &ns));
+    assert_eq!(fresh(&c, "s:c"), None);
+}
+
+#[test]
+fn a_written_entry_expires_with_the_ttl_the_write_gave_from_when_it_was_sent() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    let sent = Instant::now() - Duration::from_millis(50);
+    let v = Some((key("v"), Some(Duration::from_millis(40))));
+    assert!(c.written(&t, &key("s:a"), v, sent, &ns));
+    assert_eq!(fresh(&c, "s:a"), None, "the key expired in Redis already");
+}
+
+#[test]
+fn only_a_plain_set_names_the_value_it_leaves() {
+    let args = |s: &str| -> Vec<Bytes> { s.split(' ').map(key).collect() };
+    assert_eq!(plan::plain_set(&args("set k v")), Some((key("v"), None)));
+    assert_eq!(
+        plan::plain_set(&args("SET k v EX 10")),
+        Some((key("v"), Some(Duration::from_secs(10))))
+    );
+    assert_eq!(
+        plan::plain_set(&args("SET k v px 1500")),
+        Some((key("v"), Some(Duration::from_millis(1500))))
+    );
+    for other in [
+        "SET k v NX",
+        "SET k v XX",
+        "SET k v GET",
+        "SET k v KEEPTTL",
+        "SET k v EXAT 99999999999",
+        "SET k v EX 0",
+        "SET k v EX -1",
+        "SET k v EX 10 NX",
+        "SETEX k 10 v",
+        "GET k",
+    ] {
+        assert_eq!(plan::plain_set(&args(other)), None, "{other}");
     }
 }

@@ -136,6 +136,7 @@ pub(crate) struct RawCache {
     pub max_bytes: SizeText,
     pub max_ttl: String,
     pub stale_if_error: String,
+    pub fill_on_write: bool,
 }
 
 /// `name` and `prefix` have no useful default; they are checked in

@@ -74,6 +74,7 @@ impl RawConfig {
                 max_bytes: size(config.cache.max_bytes),
                 max_ttl: format_duration(config.cache.max_ttl),
                 stale_if_error: format_duration(config.cache.stale_if_error),
+                fill_on_write: config.cache.fill_on_write,
             },
             namespaces: config.namespaces.iter().map(namespace).collect(),
             policy: RawPolicy {

@@ -227,6 +227,10 @@ pub struct CacheConfig {
     pub max_ttl: Duration,
     /// How long cached entries may be served while Redis is unreachable.
     pub stale_if_error: Duration,
+    /// A plain `SET` through this sidecar fills its cache with the value it wrote
+    /// (sent on the invalidation connection, which Redis does not notify of its own
+    /// writes), so the writer's next read is a hit.
+    pub fill_on_write: bool,
 }
 
 impl Default for CacheConfig {
@@ -236,6 +240,7 @@ impl Default for CacheConfig {
             max_bytes: 64 << 20,
             max_ttl: Duration::from_secs(3600),
             stale_if_error: Duration::from_secs(30),
+            fill_on_write: true,
         }
     }
 }

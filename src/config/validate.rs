@@ -104,6 +104,7 @@ pub(crate) fn validate(origin: &str, raw: &RawConfig) -> Result<Config, ConfigEr
             max_bytes: c.size("cache.max_bytes", &raw.cache.max_bytes)?,
             max_ttl: c.positive_duration("cache.max_ttl", &raw.cache.max_ttl)?,
             stale_if_error: c.duration("cache.stale_if_error", &raw.cache.stale_if_error)?,
+            fill_on_write: raw.cache.fill_on_write,
         },
         namespaces,
         policy: policy(&c, &raw.policy)?,

@@ -39,6 +39,7 @@ use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
     write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
 };
+use crate::upstream::invalidation::{self, Written};
 use crate::upstream::sentinel::PrimaryState;
 use crate::upstream::{
     encode_command, retired, Batch, Job, PinnedConn, ReplyBudget, SharedConn, UpstreamError,
@@ -212,6 +213,8 @@ pub struct Client<R, W> {
     heard: bool,
     /// The read buffer was grown by a pipeline and is kept between its batches.
     streaming: bool,
+    /// The request being routed is the last of its batch.
+    last_in_batch: bool,
     out: BytesMut,
     decoder: RequestDecoder,
     pub conn: Conn,
@@ -295,6 +298,7 @@ where
             release: None,
             heard: false,
             streaming: false,
+            last_in_batch: false,
             out: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
             conn: Conn {
@@ -522,10 +526,13 @@ where
     }
 
     async fn serve_batch(&mut self, batch: &mut Vec<Request>) -> Result<(), Closed> {
+        let mut left = batch.len();
         for req in batch.drain(..) {
             if self.quit {
                 break;
             }
+            left -= 1;
+            self.last_in_batch = left == 0;
             // Most commands are done here without an await (a forward with nothing to add,
             // a cache hit, a refusal); only the rest build `route`'s future.
             // The futures below are boxed: the serving state is large and only lives
@@ -732,6 +739,11 @@ where
                 if self.cache_usable(&cache) && self.cache_stage(&cache, &live, &req, &mut extra) {
                     return Ok(());
                 }
+                if let Some(job) = self.write_fill(&cache, &live, pin, &req, &extra) {
+                    if Box::pin(self.send_write_fill(job)).await {
+                        return Ok(());
+                    }
+                }
             }
         }
         if wants_info(&req, self.session.multi) {
@@ -860,6 +872,82 @@ where
                 true
             }
         }
+    }
+
+    /// A plain `SET` of one cached key (`cache.fill_on_write`) to send on the invalidation
+    /// connection, which leaves the value in the cache: only when nothing else of this
+    /// client is in flight or follows in its batch, so going out on another connection
+    /// cannot reorder its commands (a pipeline of writes goes through its shared
+    /// connection and only invalidates).
+    fn write_fill(
+        &self,
+        cache: &Cache,
+        live: &Live,
+        pin: Option<Pin>,
+        req: &Request,
+        extra: &Extra,
+    ) -> Option<(invalidation::WriteFill, oneshot::Receiver<Written>)> {
+        let [key] = extra.inval.as_slice() else {
+            return None;
+        };
+        if !live.config.cache.fill_on_write
+            || !self.last_in_batch
+            || pin.is_some()
+            || self.pinned.is_some()
+            || self.session.multi
+            || self.tx_lost.is_some()
+            || self.ctx.migration.is_some()
+            || self.seg_count != 0
+            || !self.slots.is_empty()
+            || !self.unsent.is_empty()
+            || extra.fix.is_some()
+            || extra.fill.is_some()
+            || !extra.follow_ups.is_empty()
+            || !cache.is_live()
+        {
+            return None;
+        }
+        let (value, ttl) = cache::plan::plain_set(&req.args)?;
+        let ns = live.namespaces.of_key(key)?.cache.clone()?;
+        let mut bytes = BytesMut::new();
+        match &extra.prefix {
+            Some(p) => write_prefixed(req, &p.prefix, p.indices(), &mut bytes),
+            None => bytes.extend_from_slice(&req.raw),
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = invalidation::WriteFill {
+            bytes: bytes.freeze(),
+            key: key.clone(),
+            value,
+            ttl,
+            ns,
+            reply: tx,
+        };
+        Some((job, rx))
+    }
+
+    /// Send a [`Client::write_fill`] and queue its reply. False when it was not sent
+    /// (the stream is down, its queue full): the caller sends it the ordinary way.
+    async fn send_write_fill(
+        &mut self,
+        (job, rx): (invalidation::WriteFill, oneshot::Receiver<Written>),
+    ) -> bool {
+        let Some(tx) = self.ctx.cache_writes.as_ref() else {
+            return false;
+        };
+        if tx.try_send(job).is_err() {
+            return false;
+        }
+        let reply = match rx.await {
+            // A replica answered: nothing ran; the ordinary way retries on the primary.
+            Ok(Written::Reply(reply)) if has_readonly(&reply) => return false,
+            Ok(Written::Reply(reply)) => reply,
+            Ok(Written::NotSent) => return false,
+            // The listener went away holding it (shutdown): it may have been sent.
+            Err(_) => Bytes::from(format!("-{}\r\n", UpstreamError::Lost.reply_text())),
+        };
+        self.slots.push_back(Slot::Ready(reply));
+        true
     }
 
     /// A cache hit for a client in db 0, answered before the namespace stage (see

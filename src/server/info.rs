@@ -122,6 +122,7 @@ pub(super) fn cache_lines(ctx: &Ctx) -> Vec<(String, String)> {
             "cache_fills_discarded".into(),
             total.fills_discarded.to_string(),
         ),
+        ("cache_write_fills".into(), total.write_fills.to_string()),
         (
             "cache_invalidations".into(),
             total.invalidations.to_string(),
@@ -138,9 +139,9 @@ pub(super) fn cache_lines(ctx: &Ctx) -> Vec<(String, String)> {
         out.push((
             format!("cache_ns_{}", n.name),
             format!(
-                "entries={},bytes={},hits={},stale_hits={},misses={},hit_rate={:.4},fills={},fills_discarded={},invalidations={},evictions={}",
+                "entries={},bytes={},hits={},stale_hits={},misses={},hit_rate={:.4},fills={},fills_discarded={},write_fills={},invalidations={},evictions={}",
                 n.entries, n.bytes, n.hits, n.stale_hits, n.misses, n.hit_rate(), n.fills,
-                n.fills_discarded, n.invalidations, n.evictions
+                n.fills_discarded, n.write_fills, n.invalidations, n.evictions
             ),
         ));
     }

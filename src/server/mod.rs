@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::cache::Cache;
 use crate::upstream::invalidation;
@@ -102,6 +102,10 @@ pub struct Ctx {
     pub cache: Option<Arc<Cache>>,
     /// The cached namespaces' prefixes, for the invalidation listener (reloads send).
     cache_prefixes: watch::Sender<Vec<Bytes>>,
+    /// Writes for the invalidation connection to send (`cache.fill_on_write`), and the
+    /// receiving end until the listener takes it.
+    pub cache_writes: Option<mpsc::Sender<invalidation::WriteFill>>,
+    cache_writes_rx: std::sync::Mutex<Option<mpsc::Receiver<invalidation::WriteFill>>>,
     clients: AtomicUsize,
     next_id: AtomicU64,
     /// Sidecar client id -> Redis id of the pinned connection it holds, so ids a client
@@ -119,10 +123,19 @@ impl Ctx {
             .then(|| Arc::new(Cache::new(c.max_bytes, c.max_ttl, c.stale_if_error)));
         let live = Live::new(config.clone(), cache.as_deref());
         let (cache_prefixes, _) = watch::channel(live.namespaces.cached_prefixes());
+        let (cache_writes, cache_writes_rx) = match &cache {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(invalidation::WRITE_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         Ctx {
             live: ArcSwap::from_pointee(live),
             cache,
             cache_prefixes,
+            cache_writes,
+            cache_writes_rx: std::sync::Mutex::new(cache_writes_rx),
             config,
             migration: None,
             source: None,
@@ -287,11 +300,17 @@ impl Drop for ClientSlot {
 pub async fn serve(ctx: Arc<Ctx>, listeners: Listeners, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     tokio::spawn(advisor::watch_eviction(ctx.clone(), shutdown.clone()));
-    if let Some(cache) = &ctx.cache {
+    let writes = ctx
+        .cache_writes_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let (Some(cache), Some(writes)) = (&ctx.cache, writes) {
         tokio::spawn(invalidation::listen(
             ctx.upstream.clone(),
             cache.clone(),
             ctx.cache_prefixes.subscribe(),
+            writes,
             shutdown.clone(),
         ));
     }

@@ -3,23 +3,31 @@
 //! every key under those prefixes that anyone changes (writes, expiry, eviction, scripts,
 //! transactions; `FLUSHALL`/`FLUSHDB` as a null invalidation).
 //!
+//! The subscription is `NOLOOP`: Redis does not notify this connection of its own
+//! writes. That is what lets a plain `SET` of a cached key, sent through this
+//! connection ([`WriteFill`], `cache.fill_on_write`), leave the value it wrote in the
+//! cache: any other client's write of the key after it is still notified (in BCAST mode
+//! Redis remembers the last writer of each key), and the cache itself does for the
+//! write what the notification would have done ([`Cache::written`]).
+//!
 //! The cache is verified only while this connection is subscribed and answers its
 //! heartbeat. A disconnect, a failover (the verified primary moved), a missed heartbeat
 //! or a namespace reload ends the generation before anything else can be served; a
 //! failed reconnect tells the cache Redis is unreachable (graceful degradation).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{encode_command, retired, Conn, Upstream, UpstreamError, MAX_REPLY_DEPTH};
 use crate::cache::answer::Reader;
-use crate::cache::Cache;
+use crate::cache::{Cache, NsStats, Ticket};
 use crate::resp::{Protocol, ReplyScanner};
 
 /// How often the listener PINGs; a PING unanswered by the next tick loses the stream.
@@ -28,12 +36,52 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// How many [`WriteFill`]s may wait for the invalidation connection; beyond that a
+/// write goes through the shared pool and only invalidates.
+pub const WRITE_QUEUE: usize = 1024;
+
+/// A plain `SET` of a cached key to send on the invalidation connection, so that the
+/// cache keeps the value it wrote (see the module docs).
+pub struct WriteFill {
+    /// The command as Redis is to receive it.
+    pub bytes: Bytes,
+    /// The key as Redis names it.
+    pub key: Bytes,
+    /// The value and TTL a successful write leaves (see `cache::plan::plain_set`).
+    pub value: Bytes,
+    pub ttl: Option<Duration>,
+    pub ns: Arc<NsStats>,
+    pub reply: oneshot::Sender<Written>,
+}
+
+/// What became of a [`WriteFill`].
+#[derive(Debug)]
+pub enum Written {
+    /// Redis's reply (`+OK` or an error, the same in RESP2 and RESP3), or the error a
+    /// lost connection leaves the write with.
+    Reply(Bytes),
+    /// Never sent (the stream is down or changing): send it the ordinary way.
+    NotSent,
+}
+
+/// What the connection owes replies for, in order.
+enum Owed {
+    Pong,
+    Write {
+        job: WriteFill,
+        ticket: Ticket,
+        sent_at: Instant,
+    },
+}
+
 /// Keep the cache's invalidation stream up until `shutdown`. `prefixes` holds the
-/// cached namespaces' prefixes (a reload sends new ones; empty = nothing cached).
+/// cached namespaces' prefixes (a reload sends new ones; empty = nothing cached);
+/// `writes` brings the writes to send on it.
 pub async fn listen(
     upstream: Upstream,
     cache: Arc<Cache>,
     mut prefixes: watch::Receiver<Vec<Bytes>>,
+    mut writes: mpsc::Receiver<WriteFill>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -42,12 +90,16 @@ pub async fn listen(
         if shutdown.is_cancelled() {
             return;
         }
+        decline(&mut writes);
         let wanted = prefixes.borrow_and_update().clone();
         if wanted.is_empty() {
             cache.lost("no namespace is cached".into());
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = prefixes.changed() => if r.is_err() { return },
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = prefixes.changed() => if r.is_err() { return } else { break },
+                    Some(job) = writes.recv() => { let _ = job.reply.send(Written::NotSent); }
+                }
             }
             continue;
         }
@@ -60,8 +112,17 @@ pub async fn listen(
                 );
                 logged_down = false;
                 backoff = BACKOFF_MIN;
-                let reason = follow(&upstream, &cache, conn, epoch, &mut prefixes, &shutdown).await;
+                let mut stream = Stream {
+                    upstream: &upstream,
+                    cache: &cache,
+                    conn,
+                    epoch,
+                    owed: VecDeque::new(),
+                };
+                let reason = stream.follow(&mut prefixes, &mut writes, &shutdown).await;
+                stream.abandon();
                 cache.lost(reason.clone());
+                decline(&mut writes);
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -91,10 +152,22 @@ pub async fn listen(
         }
         let pause = backoff.mul_f64(0.5 + fastrand::f64());
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(until) => break,
+                Some(job) = writes.recv() => { let _ = job.reply.send(Written::NotSent); }
+            }
         }
+    }
+}
+
+/// Send back every write waiting while the stream is not followed: the client sends
+/// it through the shared pool instead.
+fn decline(writes: &mut mpsc::Receiver<WriteFill>) {
+    while let Ok(job) = writes.try_recv() {
+        let _ = job.reply.send(Written::NotSent);
     }
 }
 
@@ -123,6 +196,7 @@ async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64
         Bytes::from_static(b"TRACKING"),
         Bytes::from_static(b"ON"),
         Bytes::from_static(b"BCAST"),
+        Bytes::from_static(b"NOLOOP"),
     ];
     for p in prefixes {
         args.push(Bytes::from_static(b"PREFIX"));
@@ -147,44 +221,115 @@ async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64
     Ok((conn, epoch))
 }
 
-/// Apply invalidations until the stream is lost; returns why.
-async fn follow(
-    upstream: &Upstream,
-    cache: &Cache,
-    mut conn: Conn,
+/// A subscribed invalidation connection and the replies it owes.
+struct Stream<'a> {
+    upstream: &'a Upstream,
+    cache: &'a Arc<Cache>,
+    conn: Conn,
     epoch: u64,
-    prefixes: &mut watch::Receiver<Vec<Bytes>>,
-    shutdown: &CancellationToken,
-) -> String {
-    let mut primary = upstream.discovery().subscribe();
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ping_sent: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return "shutting down".into(),
-            frame = next_frame(&mut conn) => match frame {
-                Ok(frame) => match invalidation(&frame) {
-                    Some(Some(keys)) => cache.invalidate(&keys),
-                    Some(None) => cache.flush(),
-                    None if frame.starts_with(b"+PONG") => ping_sent = None,
-                    None => debug!("invalidation stream: unexpected frame ignored"),
+    owed: VecDeque<Owed>,
+}
+
+impl Stream<'_> {
+    /// Apply invalidations and send writes until the stream is lost; returns why.
+    async fn follow(
+        &mut self,
+        prefixes: &mut watch::Receiver<Vec<Bytes>>,
+        writes: &mut mpsc::Receiver<WriteFill>,
+        shutdown: &CancellationToken,
+    ) -> String {
+        let mut primary = self.upstream.discovery().subscribe();
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping_sent: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return "shutting down".into(),
+                frame = next_frame(&mut self.conn) => match frame {
+                    Ok(frame) => match invalidation(&frame) {
+                        Some(Some(keys)) => self.cache.invalidate(&keys),
+                        Some(None) => self.cache.flush(),
+                        None if crate::resp::is_push(&frame) => {
+                            debug!("invalidation stream: unexpected push ignored");
+                        }
+                        None => match self.owed.pop_front() {
+                            Some(Owed::Pong) => ping_sent = None,
+                            Some(Owed::Write { job, ticket, sent_at }) => {
+                                let value = frame
+                                    .starts_with(b"+OK\r\n")
+                                    .then(|| (job.value.clone(), job.ttl));
+                                self.cache.written(&ticket, &job.key, value, sent_at, &job.ns);
+                                drop(ticket);
+                                let _ = job.reply.send(Written::Reply(frame));
+                            }
+                            None => return "a reply nothing was sent for".into(),
+                        },
+                    },
+                    Err(e) => return e.to_string(),
                 },
-                Err(e) => return e.to_string(),
-            },
-            _ = retired(&mut primary, epoch) => return "the primary changed (failover)".into(),
-            r = prefixes.changed() => {
-                return if r.is_ok() { "cached namespaces changed (reload)".into() } else { "shutting down".into() };
+                _ = retired(&mut primary, self.epoch) => return "the primary changed (failover)".into(),
+                r = prefixes.changed() => {
+                    return if r.is_ok() { "cached namespaces changed (reload)".into() } else { "shutting down".into() };
+                }
+                _ = tick.tick() => {
+                    if let Some(at) = ping_sent {
+                        return format!("heartbeat not answered within {:?}", at.elapsed());
+                    }
+                    if let Err(e) = self.conn.write.write_all(b"*1\r\n$4\r\nPING\r\n").await {
+                        return format!("heartbeat: {e}");
+                    }
+                    self.owed.push_back(Owed::Pong);
+                    ping_sent = Some(Instant::now());
+                }
+                Some(job) = writes.recv() => {
+                    if let Err(e) = self.send(job, &primary).await {
+                        return e;
+                    }
+                }
             }
-            _ = tick.tick() => {
-                if let Some(at) = ping_sent {
-                    return format!("heartbeat not answered within {:?}", at.elapsed());
-                }
-                if let Err(e) = conn.write.write_all(b"*1\r\n$4\r\nPING\r\n").await {
-                    return format!("heartbeat: {e}");
-                }
-                ping_sent = Some(Instant::now());
+        }
+    }
+
+    /// Send one write, its key marked in flight first (as a read is) so that an
+    /// invalidation arriving before its reply keeps the value out of the cache.
+    async fn send(
+        &mut self,
+        job: WriteFill,
+        primary: &watch::Receiver<super::sentinel::PrimaryState>,
+    ) -> Result<(), String> {
+        let still_primary = matches!(
+            &*primary.borrow(),
+            super::sentinel::PrimaryState::Verified { epoch, .. } if *epoch == self.epoch
+        );
+        let ticket = if still_primary {
+            self.cache.begin_fill(vec![job.key.clone()])
+        } else {
+            None
+        };
+        let Some(ticket) = ticket else {
+            let _ = job.reply.send(Written::NotSent);
+            return Ok(());
+        };
+        let sent_at = Instant::now();
+        let result = self.conn.write.write_all(&job.bytes).await;
+        self.owed.push_back(Owed::Write {
+            job,
+            ticket,
+            sent_at,
+        });
+        result.map_err(|e| format!("write: {e}"))
+    }
+
+    /// The stream is lost: every write still owed a reply may or may not have run, and
+    /// Redis will not say (NOLOOP), so its key is invalidated and the client told.
+    fn abandon(&mut self) {
+        for owed in self.owed.drain(..) {
+            if let Owed::Write { job, ticket, .. } = owed {
+                self.cache
+                    .written(&ticket, &job.key, None, Instant::now(), &job.ns);
+                let text = format!("-{}\r\n", UpstreamError::Lost.reply_text());
+                let _ = job.reply.send(Written::Reply(Bytes::from(text)));
             }
         }
     }
