@@ -39,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How many [`WriteFill`]s may wait for the invalidation connection; beyond that a
 /// write goes through the shared pool and only invalidates.
 pub const WRITE_QUEUE: usize = 1024;
+/// Writes sent on the connection in one system call, at most.
+const WRITE_BATCH: usize = 64;
 
 /// A plain `SET` of a cached key to send on the invalidation connection, so that the
 /// cache keeps the value it wrote (see the module docs).
@@ -118,6 +120,7 @@ pub async fn listen(
                     conn,
                     epoch,
                     owed: VecDeque::new(),
+                    wbuf: bytes::BytesMut::new(),
                 };
                 let reason = stream.follow(&mut prefixes, &mut writes, &shutdown).await;
                 stream.abandon();
@@ -228,6 +231,7 @@ struct Stream<'a> {
     conn: Conn,
     epoch: u64,
     owed: VecDeque<Owed>,
+    wbuf: bytes::BytesMut,
 }
 
 impl Stream<'_> {
@@ -283,7 +287,7 @@ impl Stream<'_> {
                     ping_sent = Some(Instant::now());
                 }
                 Some(job) = writes.recv() => {
-                    if let Err(e) = self.send(job, &primary).await {
+                    if let Err(e) = self.send(job, writes, &primary).await {
                         return e;
                     }
                 }
@@ -291,34 +295,55 @@ impl Stream<'_> {
         }
     }
 
-    /// Send one write, its key marked in flight first (as a read is) so that an
-    /// invalidation arriving before its reply keeps the value out of the cache.
+    /// Send `first` and the writes queued behind it (up to [`WRITE_BATCH`]) in one
+    /// write, each key marked in flight first (as a read is) so that an invalidation
+    /// arriving before its reply keeps the value out of the cache.
     async fn send(
         &mut self,
-        job: WriteFill,
+        first: WriteFill,
+        writes: &mut mpsc::Receiver<WriteFill>,
         primary: &watch::Receiver<super::sentinel::PrimaryState>,
     ) -> Result<(), String> {
         let still_primary = matches!(
             &*primary.borrow(),
             super::sentinel::PrimaryState::Verified { epoch, .. } if *epoch == self.epoch
         );
-        let ticket = if still_primary {
-            self.cache.begin_fill(vec![job.key.clone()])
-        } else {
-            None
-        };
-        let Some(ticket) = ticket else {
-            let _ = job.reply.send(Written::NotSent);
-            return Ok(());
-        };
         let sent_at = Instant::now();
-        let result = self.conn.write.write_all(&job.bytes).await;
-        self.owed.push_back(Owed::Write {
-            job,
-            ticket,
-            sent_at,
-        });
-        result.map_err(|e| format!("write: {e}"))
+        self.wbuf.clear();
+        let mut next = Some(first);
+        let mut count = 0;
+        while let Some(job) = next.take() {
+            count += 1;
+            let ticket = if still_primary {
+                self.cache.begin_fill(vec![job.key.clone()])
+            } else {
+                None
+            };
+            match ticket {
+                Some(ticket) => {
+                    self.wbuf.extend_from_slice(&job.bytes);
+                    self.owed.push_back(Owed::Write {
+                        job,
+                        ticket,
+                        sent_at,
+                    });
+                }
+                None => {
+                    let _ = job.reply.send(Written::NotSent);
+                }
+            }
+            if count < WRITE_BATCH {
+                next = writes.try_recv().ok();
+            }
+        }
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .write
+            .write_all(&self.wbuf)
+            .await
+            .map_err(|e| format!("write: {e}"))
     }
 
     /// The stream is lost: every write still owed a reply may or may not have run, and
