@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::cache::Cache;
@@ -101,7 +100,7 @@ pub struct Ctx {
     /// The local read cache (`cache.enabled`); serves namespaces with `cache = true`.
     pub cache: Option<Arc<Cache>>,
     /// The cached namespaces' prefixes, for the invalidation listener (reloads send).
-    cache_prefixes: watch::Sender<Vec<Bytes>>,
+    cache_prefixes: watch::Sender<invalidation::Subscription>,
     /// Writes for the invalidation connection to send (`cache.fill_on_write`), and the
     /// receiving end until the listener takes it.
     pub cache_writes: Option<mpsc::Sender<invalidation::WriteFill>>,
@@ -122,7 +121,10 @@ impl Ctx {
             .enabled
             .then(|| Arc::new(Cache::new(c.max_bytes, c.max_ttl, c.stale_if_error)));
         let live = Live::new(config.clone(), cache.as_deref());
-        let (cache_prefixes, _) = watch::channel(live.namespaces.cached_prefixes());
+        let (cache_prefixes, _) = watch::channel(invalidation::Subscription {
+            prefixes: live.namespaces.cached_prefixes(),
+            noloop: config.cache.fill_on_write,
+        });
         let (cache_writes, cache_writes_rx) = match &cache {
             Some(_) => {
                 let (tx, rx) = mpsc::channel(invalidation::WRITE_QUEUE);
@@ -219,12 +221,16 @@ impl Ctx {
             if live.config.cache.max_bytes != self.live().config.cache.max_bytes {
                 cache.set_max_bytes(live.config.cache.max_bytes);
             }
-            let prefixes = live.namespaces.cached_prefixes();
-            // A changed set resubscribes the invalidation stream (and empties the cache).
+            let wanted = invalidation::Subscription {
+                prefixes: live.namespaces.cached_prefixes(),
+                noloop: live.config.cache.fill_on_write,
+            };
+            // A changed set (or fill_on_write) resubscribes the invalidation stream
+            // (and empties the cache).
             self.cache_prefixes.send_if_modified(|old| {
-                let changed = *old != prefixes;
+                let changed = *old != wanted;
                 if changed {
-                    *old = prefixes;
+                    *old = wanted;
                 }
                 changed
             });

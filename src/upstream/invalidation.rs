@@ -66,6 +66,16 @@ pub enum Written {
     NotSent,
 }
 
+/// What the invalidation connection subscribes to: the cached namespaces' prefixes
+/// (empty: nothing is cached), and whether it carries writes ([`WriteFill`], with
+/// `NOLOOP`; `cache.fill_on_write`). Redis builds a separate push for each `NOLOOP`
+/// subscriber, so without `fill_on_write` the subscription does without it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    pub prefixes: Vec<Bytes>,
+    pub noloop: bool,
+}
+
 /// What the connection owes replies for, in order.
 enum Owed {
     Pong,
@@ -76,13 +86,12 @@ enum Owed {
     },
 }
 
-/// Keep the cache's invalidation stream up until `shutdown`. `prefixes` holds the
-/// cached namespaces' prefixes (a reload sends new ones; empty = nothing cached);
-/// `writes` brings the writes to send on it.
+/// Keep the cache's invalidation stream up until `shutdown`. `prefixes` holds what to
+/// subscribe to (a reload sends a new one); `writes` brings the writes to send on it.
 pub async fn listen(
     upstream: Upstream,
     cache: Arc<Cache>,
-    mut prefixes: watch::Receiver<Vec<Bytes>>,
+    mut prefixes: watch::Receiver<Subscription>,
     mut writes: mpsc::Receiver<WriteFill>,
     shutdown: CancellationToken,
 ) {
@@ -94,7 +103,7 @@ pub async fn listen(
         }
         decline(&mut writes);
         let wanted = prefixes.borrow_and_update().clone();
-        if wanted.is_empty() {
+        if wanted.prefixes.is_empty() {
             cache.lost("no namespace is cached".into());
             loop {
                 tokio::select! {
@@ -109,7 +118,8 @@ pub async fn listen(
             Ok((conn, epoch)) => {
                 cache.verified();
                 info!(
-                    prefixes = wanted.len(),
+                    prefixes = wanted.prefixes.len(),
+                    fill_on_write = wanted.noloop,
                     "cache invalidation stream subscribed"
                 );
                 logged_down = false;
@@ -119,6 +129,7 @@ pub async fn listen(
                     cache: &cache,
                     conn,
                     epoch,
+                    noloop: wanted.noloop,
                     owed: VecDeque::new(),
                     wbuf: bytes::BytesMut::new(),
                 };
@@ -183,7 +194,7 @@ enum Failed {
 }
 
 /// Connect to the primary and subscribe to invalidations of `prefixes`.
-async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64), Failed> {
+async fn subscribe(upstream: &Upstream, wanted: &Subscription) -> Result<(Conn, u64), Failed> {
     let (mut conn, epoch) =
         upstream
             .connect_primary(Protocol::Resp3)
@@ -199,9 +210,11 @@ async fn subscribe(upstream: &Upstream, prefixes: &[Bytes]) -> Result<(Conn, u64
         Bytes::from_static(b"TRACKING"),
         Bytes::from_static(b"ON"),
         Bytes::from_static(b"BCAST"),
-        Bytes::from_static(b"NOLOOP"),
     ];
-    for p in prefixes {
+    if wanted.noloop {
+        args.push(Bytes::from_static(b"NOLOOP"));
+    }
+    for p in &wanted.prefixes {
         args.push(Bytes::from_static(b"PREFIX"));
         args.push(p.clone());
     }
@@ -230,6 +243,8 @@ struct Stream<'a> {
     cache: &'a Arc<Cache>,
     conn: Conn,
     epoch: u64,
+    /// Subscribed with `NOLOOP`: writes may be sent.
+    noloop: bool,
     owed: VecDeque<Owed>,
     wbuf: bytes::BytesMut,
 }
@@ -238,7 +253,7 @@ impl Stream<'_> {
     /// Apply invalidations and send writes until the stream is lost; returns why.
     async fn follow(
         &mut self,
-        prefixes: &mut watch::Receiver<Vec<Bytes>>,
+        prefixes: &mut watch::Receiver<Subscription>,
         writes: &mut mpsc::Receiver<WriteFill>,
         shutdown: &CancellationToken,
     ) -> String {
@@ -304,10 +319,11 @@ impl Stream<'_> {
         writes: &mut mpsc::Receiver<WriteFill>,
         primary: &watch::Receiver<super::sentinel::PrimaryState>,
     ) -> Result<(), String> {
-        let still_primary = matches!(
-            &*primary.borrow(),
-            super::sentinel::PrimaryState::Verified { epoch, .. } if *epoch == self.epoch
-        );
+        let still_primary = self.noloop
+            && matches!(
+                &*primary.borrow(),
+                super::sentinel::PrimaryState::Verified { epoch, .. } if *epoch == self.epoch
+            );
         let sent_at = Instant::now();
         self.wbuf.clear();
         let mut next = Some(first);
