@@ -238,12 +238,7 @@ impl Cache {
         ns: &Arc<NsStats>,
     ) -> bool {
         let c = self.lock();
-        let current = self.live.load(Ordering::Acquire);
-        let raced = c
-            .inflight
-            .get(key)
-            .is_some_and(|i| i.invalidated_at > ticket.seq);
-        if current != ticket.gen || c.flush_seq > ticket.seq || raced {
+        if !self.unspoiled(&c, ticket, key) {
             ns.fills_discarded.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -285,23 +280,10 @@ impl Cache {
         ns: &Arc<NsStats>,
     ) -> bool {
         let mut c = self.lock();
-        let raced = c
-            .inflight
-            .get(key)
-            .is_some_and(|i| i.invalidated_at > ticket.seq);
-        let keep =
-            self.live.load(Ordering::Acquire) == ticket.gen && c.flush_seq <= ticket.seq && !raced;
-        c.seq += 1;
-        let seq = c.seq;
-        if let Some(i) = c.inflight.get_mut(key.as_ref()) {
-            i.invalidated_at = seq;
-        }
-        let old = self.store.remove(key);
+        let keep = self.unspoiled(&c, ticket, key);
+        self.drop_keys(&mut c, &[key]);
         let wrote = value.is_some();
         let Some((value, ttl)) = value.filter(|_| keep) else {
-            if let Some((_, e)) = old {
-                e.ns.invalidations.fetch_add(1, Ordering::Relaxed);
-            }
             if wrote {
                 ns.fills_discarded.fetch_add(1, Ordering::Relaxed);
             }
@@ -323,6 +305,21 @@ impl Cache {
     /// fills of any read of them in flight.
     pub fn invalidate<K: AsRef<[u8]>>(&self, keys: &[K]) {
         let mut c = self.lock();
+        self.drop_keys(&mut c, keys);
+    }
+
+    /// Nothing invalidated `key`, flushed the cache or lost the stream since `ticket`
+    /// was taken: what its read (or write) returned may be stored.
+    fn unspoiled(&self, c: &Coherence, ticket: &Ticket, key: &[u8]) -> bool {
+        let raced = c
+            .inflight
+            .get(key)
+            .is_some_and(|i| i.invalidated_at > ticket.seq);
+        self.live.load(Ordering::Acquire) == ticket.gen && c.flush_seq <= ticket.seq && !raced
+    }
+
+    /// [`Cache::invalidate`] with the lock held.
+    fn drop_keys<K: AsRef<[u8]>>(&self, c: &mut Coherence, keys: &[K]) {
         c.seq += 1;
         let seq = c.seq;
         for key in keys {

@@ -938,15 +938,16 @@ where
         if tx.try_send(job).is_err() {
             return false;
         }
-        let reply = match rx.await {
+        match rx.await {
             // A replica answered: nothing ran; the ordinary way retries on the primary.
             Ok(Written::Reply(reply)) if has_readonly(&reply) => return false,
-            Ok(Written::Reply(reply)) => reply,
+            Ok(Written::Reply(reply)) => self.slots.push_back(Slot::Ready(reply)),
             Ok(Written::NotSent) => return false,
-            // The listener went away holding it (shutdown): it may have been sent.
-            Err(_) => Bytes::from(format!("-{}\r\n", UpstreamError::Lost.reply_text())),
-        };
-        self.slots.push_back(Slot::Ready(reply));
+            // Err: the listener went away holding it (shutdown): it may have been sent.
+            Ok(Written::Lost) | Err(_) => {
+                self.ready(Reply::error(UpstreamError::Lost.reply_text()));
+            }
+        }
         true
     }
 

@@ -59,9 +59,10 @@ pub struct WriteFill {
 /// What became of a [`WriteFill`].
 #[derive(Debug)]
 pub enum Written {
-    /// Redis's reply (`+OK` or an error, the same in RESP2 and RESP3), or the error a
-    /// lost connection leaves the write with.
+    /// Redis's reply (`+OK` or an error, the same in RESP2 and RESP3).
     Reply(Bytes),
+    /// Sent, but the connection was lost before the reply: it may have run.
+    Lost,
     /// Never sent (the stream is down or changing): send it the ordinary way.
     NotSent,
 }
@@ -369,8 +370,7 @@ impl Stream<'_> {
             if let Owed::Write { job, ticket, .. } = owed {
                 self.cache
                     .written(&ticket, &job.key, None, Instant::now(), &job.ns);
-                let text = format!("-{}\r\n", UpstreamError::Lost.reply_text());
-                let _ = job.reply.send(Written::Reply(Bytes::from(text)));
+                let _ = job.reply.send(Written::Lost);
             }
         }
     }
