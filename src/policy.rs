@@ -12,12 +12,45 @@ use bytes::Bytes;
 use crate::command::{display_name, is_container, upper};
 
 /// A compiled policy, built once from the configuration. Names are stored upper-cased
-/// as bytes so a check costs a stack copy and a hash lookup, with no allocation.
+/// as bytes so a check costs a stack copy and a hash lookup, with no allocation; and
+/// most commands (GET, SET...) are let through before that by [`Screen`].
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     denied_names: HashSet<Vec<u8>>,
     /// Container command (`CONFIG`) -> its denied subcommands (`SET`).
     denied_subcommands: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
+    screen: Screen,
+}
+
+/// The (upper-cased first byte, length) pairs of every denied name and of every
+/// container with denied subcommands: a command whose pair is not here is allowed
+/// without hashing its name. Lengths of 63 and more share the last bit.
+#[derive(Debug, Clone)]
+struct Screen([u64; 256]);
+
+impl Default for Screen {
+    fn default() -> Screen {
+        Screen([0; 256])
+    }
+}
+
+impl Screen {
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    fn add(&mut self, name: &[u8]) {
+        if let Some(&first) = name.first() {
+            self.0[first.to_ascii_uppercase() as usize] |= Screen::bit(name.len());
+        }
+    }
+
+    /// False when `name` (any case) cannot be denied.
+    fn may_deny(&self, name: &[u8]) -> bool {
+        name.first().is_some_and(|&first| {
+            self.0[first.to_ascii_uppercase() as usize] & Screen::bit(name.len()) != 0
+        })
+    }
 }
 
 /// Why a request was refused; the text becomes `-NOPERM <text>`.
@@ -34,9 +67,11 @@ impl Policy {
             let words: Vec<&str> = entry.split_whitespace().collect();
             match words.as_slice() {
                 [name] => {
+                    policy.screen.add(name.as_bytes());
                     policy.denied_names.insert(name.as_bytes().to_vec());
                 }
                 [name, sub] if is_container(name) => {
+                    policy.screen.add(name.as_bytes());
                     policy
                         .denied_subcommands
                         .entry(name.as_bytes().to_vec())
@@ -57,6 +92,9 @@ impl Policy {
         let Some(first) = args.first() else {
             return Ok(());
         };
+        if !self.screen.may_deny(first) {
+            return Ok(());
+        }
         let mut name_buf = [0u8; 32];
         let owned;
         let name = match upper(first, &mut name_buf) {
@@ -104,6 +142,21 @@ mod tests {
         assert!(p.check(&args("GET debug")).is_ok());
         let Denied(text) = p.check(&args("Config Set a b")).unwrap_err();
         assert!(text.starts_with("'CONFIG SET' is refused"), "{text}");
+    }
+
+    #[test]
+    fn the_screen_passes_only_names_that_cannot_be_denied() {
+        let p = Policy::new(&["flushall".into(), "client kill".into()]);
+        assert!(p.check(&args("FLUSHALL")).is_err());
+        assert!(p.check(&args("fLuShAlL")).is_err());
+        assert!(p.check(&args("client KILL id 3")).is_err());
+        // Same first letter and length as a denied name: hashed, and allowed.
+        assert!(p.check(&args("FLUSHDBX")).is_ok());
+        assert!(p.check(&args("CLIENT LIST")).is_ok());
+        assert!(p.screen.may_deny(b"flushall"));
+        assert!(!p.screen.may_deny(b"GET"));
+        assert!(!p.screen.may_deny(b"FLUSHDB"));
+        assert!(!p.screen.may_deny(b""));
     }
 
     #[test]
