@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quick_cache::sync::Cache as Store;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
@@ -41,9 +41,49 @@ pub const ENTRY_OVERHEAD: usize = 128;
 #[derive(Debug)]
 pub struct Entry {
     pub data: Data,
+    /// For a string: the whole reply to `GET` (`$len CRLF value CRLF`, the same in
+    /// RESP2 and RESP3), encoded once when stored, so a hit is one copy.
+    pub bulk: Option<Bytes>,
     gen: u64,
     expires: Instant,
     ns: Arc<NsStats>,
+}
+
+impl Entry {
+    /// An entry and the key to store it under. A string's key, `GET` reply and value
+    /// share one allocation, key first: a lookup compares the key and then copies the
+    /// reply from the memory it has just touched. Everything is copied, since `key` and
+    /// `data` may be slices of a connection's read buffer, which an entry must not keep
+    /// alive.
+    fn stored(
+        key: &[u8],
+        data: Data,
+        gen: u64,
+        expires: Instant,
+        ns: &Arc<NsStats>,
+    ) -> (Bytes, Entry) {
+        let (key, data, bulk) = match data {
+            Data::Str(value) => {
+                let mut buf = BytesMut::with_capacity(key.len() + value.len() + 24);
+                buf.extend_from_slice(key);
+                answer::put_bulk(&mut buf, &value);
+                let mut bulk = buf.freeze();
+                let key = bulk.split_to(key.len());
+                let start = bulk.len() - value.len() - 2;
+                let value = bulk.slice(start..start + value.len());
+                (key, Data::Str(value), Some(bulk))
+            }
+            other => (Bytes::copy_from_slice(key), other.detached(), None),
+        };
+        let entry = Entry {
+            data,
+            bulk,
+            gen,
+            expires,
+            ns: ns.clone(),
+        };
+        (key, entry)
+    }
 }
 
 /// What a lookup found.
@@ -223,6 +263,7 @@ impl Cache {
             seq: c.seq,
             gen,
             keys,
+            taken: Instant::now(),
         })
     }
 
@@ -249,15 +290,9 @@ impl Cache {
             _ if matches!(data, Data::Missing) => self.max_ttl,
             _ => return false,
         };
-        let entry = Entry {
-            data: data.detached(),
-            gen: ticket.gen,
-            expires: Instant::now() + ttl,
-            ns: ns.clone(),
-        };
-        // Copied: the key may be a slice of a client's read buffer.
-        self.store
-            .insert(Bytes::copy_from_slice(key), Arc::new(entry));
+        // Counted from before the read was sent, so before Redis answered the PTTL.
+        let (key, entry) = Entry::stored(key, data, ticket.gen, ticket.taken + ttl, ns);
+        self.store.insert(key, Arc::new(entry));
         drop(c);
         true
     }
@@ -290,13 +325,8 @@ impl Cache {
             return false;
         };
         let ttl = ttl.map_or(self.max_ttl, |t| t.min(self.max_ttl));
-        let entry = Entry {
-            data: Data::Str(value).detached(),
-            gen: ticket.gen,
-            expires: sent_at + ttl,
-            ns: ns.clone(),
-        };
-        self.store.insert(key.clone(), Arc::new(entry));
+        let (key, entry) = Entry::stored(key, Data::Str(value), ticket.gen, sent_at + ttl, ns);
+        self.store.insert(key, Arc::new(entry));
         ns.write_fills.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -438,6 +468,8 @@ pub struct Ticket {
     seq: u64,
     gen: u64,
     keys: Vec<Bytes>,
+    /// Before the read was sent: a fill's TTL counts from here.
+    taken: Instant,
 }
 
 impl Ticket {

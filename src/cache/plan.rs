@@ -295,13 +295,15 @@ fn single_hit(
         Lookup::Miss => return None,
     };
     let mark = out.len();
-    out.reserve(entry.data.reply_len());
-    let answered = match name {
-        b"GET" => entry.data.get(view.proto, out),
-        b"HGETALL" => entry.data.hgetall(view.proto, out),
-        b"HGET" => entry.data.hget(&args[2], view.proto, out),
-        b"HMGET" => entry.data.hmget(&args[2..], view.proto, out),
-        _ => false,
+    let answered = match (name, &entry.bulk) {
+        (b"GET", Some(bulk)) => {
+            out.extend_from_slice(bulk);
+            true
+        }
+        _ => {
+            out.reserve(entry.data.reply_len());
+            single_answer(&entry.data, view.proto, name, args, out)
+        }
     };
     if !answered {
         out.truncate(mark);
@@ -313,6 +315,23 @@ fn single_hit(
         &stats.hits
     });
     Some(Plan::Answered)
+}
+
+/// The reply to single-key read `name` from `data`; false when only Redis can answer.
+fn single_answer(
+    data: &Data,
+    proto: Protocol,
+    name: &[u8],
+    args: &[Bytes],
+    out: &mut BytesMut,
+) -> bool {
+    match name {
+        b"GET" => data.get(proto, out),
+        b"HGETALL" => data.hgetall(proto, out),
+        b"HGET" => data.hget(&args[2], proto, out),
+        b"HMGET" => data.hmget(&args[2..], proto, out),
+        _ => false,
+    }
 }
 
 /// A cached read: answered, or fetched and filled; `None` falls back to the caller.

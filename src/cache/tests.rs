@@ -147,6 +147,39 @@ fn entries_expire_with_the_key_ttl_and_max_ttl() {
 }
 
 #[test]
+fn a_fill_counts_the_key_ttl_from_before_the_read_was_sent() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    // The reply took 60 ms to come back: Redis's PTTL of 50 ms may have been read at
+    // any point since the ticket was taken, so the key may be gone by now.
+    std::thread::sleep(Duration::from_millis(60));
+    c.fill(&t, &key("s:a"), value("1"), 50, &ns);
+    assert_eq!(fresh(&c, "s:a"), None, "may have outlived the key's TTL");
+}
+
+#[test]
+fn a_string_entry_holds_the_get_reply_next_to_its_key() {
+    let c = cache();
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a"), key("s:h")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("a\r\nb"), -1, &ns));
+    let hash = Data::Hash(vec![(key("f"), key("v"))]);
+    assert!(c.fill(&t, &key("s:h"), hash.clone(), -1, &ns));
+    let Lookup::Fresh(e) = c.lookup(b"s:a", false) else {
+        panic!("filled")
+    };
+    assert_eq!(e.bulk.as_deref(), Some(&b"$4\r\na\r\nb\r\n"[..]));
+    assert_eq!(e.data, value("a\r\nb"));
+    let Lookup::Fresh(e) = c.lookup(b"s:h", false) else {
+        panic!("filled")
+    };
+    assert_eq!((e.bulk.as_ref(), &e.data), (None, &hash));
+}
+
+#[test]
 fn memory_stays_within_max_bytes_and_evictions_are_counted() {
     let c = Arc::new(Cache::new(
         64 * 1024,
