@@ -298,20 +298,19 @@ impl Cache {
     }
 
     /// A write of `key` sent on the invalidation connection with `ticket` (taken just
-    /// before it was sent, at `sent_at`) was answered. Redis does not notify that
+    /// before it was sent) was answered. Redis does not notify that
     /// connection of its own writes, so this does what the notification would have
     /// done (drop the old entry, spoil every read of the key in flight, which the write
     /// may have overtaken) and then, when the write succeeded with `value` and nothing
     /// invalidated the key, flushed the cache or lost the stream since the ticket was
     /// taken, stores the value written. `ttl` is the TTL the write gave the key (None:
-    /// no expiry); the entry expires that long after `sent_at`, before the key does.
+    /// no expiry); the entry expires that long after the ticket was taken, before the key does.
     /// True when stored.
     pub fn written(
         &self,
         ticket: &Ticket,
         key: &Bytes,
         value: Option<(Bytes, Option<Duration>)>,
-        sent_at: Instant,
         ns: &Arc<NsStats>,
     ) -> bool {
         let mut c = self.lock();
@@ -325,7 +324,7 @@ impl Cache {
             return false;
         };
         let ttl = ttl.map_or(self.max_ttl, |t| t.min(self.max_ttl));
-        let (key, entry) = Entry::stored(key, Data::Str(value), ticket.gen, sent_at + ttl, ns);
+        let (key, entry) = Entry::stored(key, Data::Str(value), ticket.gen, ticket.taken + ttl, ns);
         self.store.insert(key, Arc::new(entry));
         ns.write_fills.fetch_add(1, Ordering::Relaxed);
         true

@@ -80,11 +80,7 @@ pub struct Subscription {
 /// What the connection owes replies for, in order.
 enum Owed {
     Pong,
-    Write {
-        job: WriteFill,
-        ticket: Ticket,
-        sent_at: Instant,
-    },
+    Write { job: WriteFill, ticket: Ticket },
 }
 
 /// Keep the cache's invalidation stream up until `shutdown`. `prefixes` holds what to
@@ -275,11 +271,11 @@ impl Stream<'_> {
                         }
                         None => match self.owed.pop_front() {
                             Some(Owed::Pong) => ping_sent = None,
-                            Some(Owed::Write { job, ticket, sent_at }) => {
+                            Some(Owed::Write { job, ticket }) => {
                                 let value = frame
                                     .starts_with(b"+OK\r\n")
                                     .then(|| (job.value.clone(), job.ttl));
-                                self.cache.written(&ticket, &job.key, value, sent_at, &job.ns);
+                                self.cache.written(&ticket, &job.key, value, &job.ns);
                                 drop(ticket);
                                 let _ = job.reply.send(Written::Reply(frame));
                             }
@@ -325,7 +321,6 @@ impl Stream<'_> {
                 &*primary.borrow(),
                 super::sentinel::PrimaryState::Verified { epoch, .. } if *epoch == self.epoch
             );
-        let sent_at = Instant::now();
         self.wbuf.clear();
         let mut next = Some(first);
         let mut count = 0;
@@ -339,11 +334,7 @@ impl Stream<'_> {
             match ticket {
                 Some(ticket) => {
                     self.wbuf.extend_from_slice(&job.bytes);
-                    self.owed.push_back(Owed::Write {
-                        job,
-                        ticket,
-                        sent_at,
-                    });
+                    self.owed.push_back(Owed::Write { job, ticket });
                 }
                 None => {
                     let _ = job.reply.send(Written::NotSent);
@@ -368,8 +359,7 @@ impl Stream<'_> {
     fn abandon(&mut self) {
         for owed in self.owed.drain(..) {
             if let Owed::Write { job, ticket, .. } = owed {
-                self.cache
-                    .written(&ticket, &job.key, None, Instant::now(), &job.ns);
+                self.cache.written(&ticket, &job.key, None, &job.ns);
                 let _ = job.reply.send(Written::Lost);
             }
         }
