@@ -3,7 +3,8 @@
 #
 # 1. cached GET through the sidecar vs GET on Redis directly (redis-benchmark,
 #    50 clients, -P 1 and -P 16, 10k keys of 256 bytes that fit the cache),
-#    interleaved for ROUNDS rounds; medians and the ratio sidecar/direct;
+#    interleaved for ROUNDS rounds (alternating which goes first); medians, the
+#    ratio sidecar/direct, and the spread of the per-round ratios;
 # 2. a session workload over 10k keys with two sidecars: 90% reads / 10% writes,
 #    reads and writes through both sidecars at once; upstream GETs (Redis's
 #    commandstats) as a share of client reads, for keys read through both
@@ -95,20 +96,34 @@ redis-benchmark -p "$A_PORT" -q -t get -r 10000 -n 100000 -P 16 >/dev/null
 
 echo "## 1. Cached GET vs Redis directly (50 clients, 10k keys, 256 bytes, $ROUNDS rounds, medians)"
 echo
-echo "| -P | direct rps | sidecar (cached) rps | sidecar/direct |"
-echo "|---|---|---|---|"
+echo "| -P | direct rps | sidecar (cached) rps | sidecar/direct | per-round ratios: min / median / max (rounds >= 1.0) |"
+echo "|---|---|---|---|---|"
 for depth in 1 16; do
     direct=()
     sidecar=()
     n="$REQUESTS"
     [ "$depth" = 1 ] || n="$REQUESTS_P16"
-    for _ in $(seq "$ROUNDS"); do
-        direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
-        sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
+    for round in $(seq "$ROUNDS"); do
+        # Alternate which goes first, so a drift in the machine's speed favours neither.
+        if [ $((round % 2)) = 1 ]; then
+            direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
+            sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
+        else
+            sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
+            direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
+        fi
     done
     d="$(median "${direct[@]}")"
     s="$(median "${sidecar[@]}")"
-    echo "| $depth | $d | $s | $(python3 -c "print(f'{$s/$d:.2f}x')") |"
+    spread="$(python3 - "${#direct[@]}" "${direct[@]}" "${sidecar[@]}" <<'PY'
+import statistics, sys
+n = int(sys.argv[1])
+d, s = [float(x) for x in sys.argv[2:2 + n]], [float(x) for x in sys.argv[2 + n:]]
+r = sorted(b / a for a, b in zip(d, s) if a)
+print(f"{r[0]:.2f} / {statistics.median(r):.2f} / {r[-1]:.2f} ({sum(x >= 1.0 for x in r)} of {len(r)})")
+PY
+)"
+    echo "| $depth | $d | $s | $(python3 -c "print(f'{$s/$d:.2f}x')") | $spread |"
 done
 echo
 

@@ -4,7 +4,8 @@
 #
 # Runs `redis-benchmark -t get,set -c 50 -d 256 -r 10000` at -P 1 and -P 16
 # against every target, interleaved, for ROUNDS rounds, and prints a markdown
-# table of median rps, median p99 and the sidecar's ratios. Then measures the
+# table of median rps, median p99 and the sidecar's ratios, then the spread of
+# the ratios between runs of the same round. Then measures the
 # RSS cost of idle client connections (benches/idle_clients.py).
 #
 # Environment (all optional):
@@ -265,6 +266,35 @@ for test, depth in sorted({(k[0], k[1]) for k in runs}, key=lambda k: (k[1], k[0
     cells += [ratio(rps[s], rps[b]) for s in sidecars for b in baselines]
     if "sidecar+extra" in targets and "sidecar" in targets:
         cells.append(ratio(rps["sidecar+extra"], rps["sidecar"]))
+    print("| " + " | ".join(cells) + " |")
+
+# A ratio of medians hides how often each side was ahead. Runs of one round are
+# adjacent in time, so a round's ratio compares like with like on a machine whose
+# speed drifts: show their spread and how many rounds the sidecar was ahead in.
+pairs = [(s, b) for s in sidecars for b in baselines]
+by_round = {}
+for row in csv.DictReader(open(path)):
+    key = (row["test"], int(row["depth"]), row["target"])
+    by_round.setdefault(key, {})[row["round"]] = float(row["rps"])
+print()
+print("Per-round throughput ratios (min / median / max, and rounds at or above 1.0):")
+print()
+head = ["test", "-P"] + [f"{s}/{b}" for s, b in pairs]
+print("| " + " | ".join(head) + " |")
+print("|" + "|".join("---" for _ in head) + "|")
+for test, depth in sorted({(k[0], k[1]) for k in runs}, key=lambda k: (k[1], k[0])):
+    cells = [test, str(depth)]
+    for s, b in pairs:
+        a, c = by_round.get((test, depth, s), {}), by_round.get((test, depth, b), {})
+        ratios = sorted(a[r] / c[r] for r in a if r in c and c[r])
+        if not ratios:
+            cells.append("n/a")
+            continue
+        ahead = sum(1 for x in ratios if x >= 1.0)
+        cells.append(
+            f"{ratios[0]:.2f} / {statistics.median(ratios):.2f} / {ratios[-1]:.2f}"
+            f" ({ahead} of {len(ratios)})"
+        )
     print("| " + " | ".join(cells) + " |")
 PY
 
