@@ -26,7 +26,7 @@ use tracing::debug;
 
 use super::failover::has_readonly;
 use super::info;
-use super::keyspace::{self, ClientView, Op, Prefix, ReplyFix, StageCtx, Staged};
+use super::keyspace::{self, ClientView, Op, Positions, Prefix, ReplyFix, StageCtx, Staged};
 use super::scoped;
 use super::session::Session;
 use super::{Ctx, Live};
@@ -527,6 +527,10 @@ where
 
     async fn serve_batch(&mut self, batch: &mut Vec<Request>) -> Result<(), Closed> {
         let mut left = batch.len();
+        // The live configuration, read once per batch (a read is a pair of atomic
+        // operations) and again after anything that waited, which may have been long
+        // enough for a reload to matter (a blocking command, a pinned connection).
+        let mut live = self.ctx.live();
         for req in batch.drain(..) {
             if self.quit {
                 break;
@@ -539,11 +543,13 @@ where
             // while a batch is in flight, which keeps an idle connection's task small.
             // Each stays under glibc's per-thread cache size (1 KiB), where a
             // box costs a few dozen instructions; one box of the whole batch did not.
-            if let Some(routed) = self.route_start(req) {
+            if let Some(routed) = self.route_start(req, &live) {
                 Box::pin(self.route(routed)).await?;
+                live = self.ctx.live();
             }
             if !self.unsent.is_empty() {
                 Box::pin(self.send_unsent()).await;
+                live = self.ctx.live();
             }
         }
         Box::pin(self.drain()).await
@@ -552,13 +558,12 @@ where
     /// The first part of routing, which never waits: count the command, answer what is
     /// refused or served from the cache, and forward a plain command with nothing to add.
     /// What is left (local commands, the namespace stage, pinned state) goes to `route`.
-    fn route_start(&mut self, mut req: Request) -> Option<Routed> {
+    fn route_start(&mut self, mut req: Request, live: &Arc<Live>) -> Option<Routed> {
         self.ledger.command(&self.ctx.metrics, req.name());
         if req.args.len() >= 3 && req.args[0].eq_ignore_ascii_case(b"CLIENT") {
             req = self.translate_client_ids(req);
         }
         let mut route = classify(&req.args);
-        let live = self.ctx.live_now();
         let namespaced = live.namespaces.enabled();
         if let Some(db) = self
             .ns
@@ -587,7 +592,7 @@ where
             return Some(Routed {
                 req,
                 route,
-                live: arc_swap::Guard::into_inner(live),
+                live: Arc::clone(live),
                 namespaced,
                 staged: None,
             });
@@ -609,7 +614,7 @@ where
             self.ready(Reply::error(format!("NOPERM {}", denied.0)));
             return None;
         }
-        if namespaced && live.namespaces.any_cached() && self.fast_hit(&live, &req) {
+        if namespaced && live.namespaces.any_cached() && self.fast_hit(live, &req) {
             return None;
         }
         let simple = route == Route::Shared
@@ -628,9 +633,9 @@ where
             // a mapped db's prefix) goes out here, unless the cache has a say (then all of
             // it runs in `route`).
             if !live.namespaces.any_cached() {
-                match self.stage(&live, &req) {
+                match self.stage(live, &req) {
                     Staged::Forward => self.push_seg(&req, None),
-                    Staged::Prefixed(prefix) => self.push_seg(&req, Some(&prefix)),
+                    Staged::Prefixed(at) if self.push_mapped(live, &req, &at) => {}
                     // Rare (refusals, rewrites): boxed, to keep `route`'s future small.
                     stage => staged = Some(Box::new(stage)),
                 }
@@ -643,7 +648,7 @@ where
         Some(Routed {
             req,
             route,
-            live: arc_swap::Guard::into_inner(live),
+            live: Arc::clone(live),
             namespaced,
             staged,
         })
@@ -693,7 +698,17 @@ where
             let ns = self.ns.get_or_insert_with(Box::default);
             match staged {
                 Staged::Forward => {}
-                Staged::Prefixed(prefix) => extra.prefix = Some(prefix),
+                Staged::Prefixed(at) => match at.with_prefix(&live.namespaces, ns.db) {
+                    Some(prefix) => extra.prefix = Some(prefix),
+                    None => {
+                        // Staged for this db with this configuration: cannot happen. Never
+                        // forward a mapped client's keys unprefixed.
+                        let text = format!("NOPERM db {} is not mapped onto a namespace", ns.db);
+                        self.close_segment();
+                        self.ready(Reply::error(text));
+                        return Ok(());
+                    }
+                },
                 Staged::Rewritten(r) => {
                     if let Some(staged) = r.req {
                         req = staged;
@@ -954,14 +969,15 @@ where
     /// A cache hit for a client in db 0, answered before the namespace stage (see
     /// [`cache::plan::fast_hit`]). True when answered.
     fn fast_hit(&mut self, live: &Live, req: &Request) -> bool {
-        let Some(cache) = self.ctx.cache.clone() else {
+        // Borrowed, not cloned: a counted reference per hit is two atomic operations.
+        let Some(cache) = self.ctx.cache.as_ref() else {
             return false;
         };
         if !live.namespaces.any_cached()
             || self.pinned.is_some()
             || self.session.multi
             || self.ns.as_ref().is_some_and(|ns| ns.db != 0)
-            || !self.cache_usable(&cache)
+            || !self.cache_usable(cache)
         {
             return false;
         }
@@ -979,7 +995,7 @@ where
             prefix: None,
             fail_fast_after: Duration::ZERO,
         };
-        if !cache::plan::fast_hit(&cache, &live.namespaces, &view, &req.args, out) {
+        if !cache::plan::fast_hit(cache, &live.namespaces, &view, &req.args, out) {
             return false;
         }
         self.hit_answered(hit);
@@ -1041,6 +1057,19 @@ where
             Some(p) => write_prefixed(req, &p.prefix, p.indices(), &mut self.seg),
             None => self.seg.extend_from_slice(&req.raw),
         }
+    }
+
+    /// [`push_seg`](Self::push_seg) for the stage's common mapped-db answer, with the
+    /// prefix borrowed from `live`, the configuration the stage ran with; `false` (and
+    /// nothing written) if that has no namespace for the client's db, which the stage
+    /// just found.
+    fn push_mapped(&mut self, live: &Live, req: &Request, at: &Positions) -> bool {
+        let db = self.ns.as_ref().map_or(0, |ns| ns.db);
+        let Some(ns) = live.namespaces.by_db(db) else {
+            return false;
+        };
+        write_prefixed(req, &ns.prefix, at.indices(), &mut self.seg);
+        true
     }
 
     async fn send_pinned(

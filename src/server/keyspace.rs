@@ -27,9 +27,11 @@ use crate::resp::{Reply, Request};
 pub(super) enum Staged {
     /// Send the request as it is.
     Forward,
-    /// Send the request with a mapped db's prefix put in front of some keys, done while
-    /// the command is written out (no copy of the request in between).
-    Prefixed(Prefix),
+    /// Send the request with the prefix of the namespace mapped to the client's db (the
+    /// db the stage ran for) put in front of the arguments at these places, done while
+    /// the command is written out: no copy of the request, and no counted reference to
+    /// the prefix, which the caller borrows from the configuration it staged with.
+    Prefixed(Positions),
     /// Send something else or more; see [`Rewrite`].
     Rewritten(Box<Rewrite>),
     /// Answer without Redis (a malformed `SELECT`).
@@ -57,34 +59,57 @@ pub(super) struct Rewrite {
     pub channels: Vec<Bytes>,
 }
 
-/// A mapped-db prefix to put in front of some arguments (at most [`Prefix::MAX`]).
-#[derive(Debug, Clone)]
-pub(super) struct Prefix {
-    pub prefix: Bytes,
-    at: [usize; Prefix::MAX],
-    len: usize,
+/// The places of the arguments (at most [`Positions::MAX`]) a mapped db's prefix goes
+/// in front of.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Positions {
+    at: [usize; Positions::MAX],
+    len: u8,
 }
 
-impl Prefix {
+impl Positions {
     const MAX: usize = 8;
 
-    fn new(prefix: &Bytes, found: &[KeyArg]) -> Option<Prefix> {
-        if found.len() > Prefix::MAX {
+    fn new(found: &[KeyArg]) -> Option<Positions> {
+        if found.len() > Positions::MAX {
             return None;
         }
-        let mut at = [0; Prefix::MAX];
+        let mut at = [0; Positions::MAX];
         for (slot, k) in at.iter_mut().zip(found) {
             *slot = k.index;
         }
-        Some(Prefix {
-            prefix: prefix.clone(),
+        Some(Positions {
             at,
-            len: found.len(),
+            len: found.len() as u8,
         })
     }
 
+    /// The places, in argument order.
     pub fn indices(&self) -> &[usize] {
-        &self.at[..self.len]
+        &self.at[..usize::from(self.len)]
+    }
+
+    /// With the prefix they are for: that of the namespace mapped to `db`, the db the
+    /// stage ran for. `None` only if `namespaces` is not the configuration it saw.
+    pub fn with_prefix(self, namespaces: &Namespaces, db: u32) -> Option<Prefix> {
+        let ns = namespaces.by_db(db)?;
+        Some(Prefix {
+            prefix: ns.prefix.clone(),
+            at: self,
+        })
+    }
+}
+
+/// A mapped-db prefix to put in front of some arguments.
+#[derive(Debug, Clone)]
+pub(super) struct Prefix {
+    pub prefix: Bytes,
+    pub at: Positions,
+}
+
+impl Prefix {
+    pub fn indices(&self) -> &[usize] {
+        self.at.indices()
     }
 
     /// The request with the prefixes in place.
@@ -482,10 +507,13 @@ fn mapped_keys(
     };
     if !ns.has_ttl_rules() {
         // The common mapped case: prefix while writing the command out.
-        return match Prefix::new(&ns.prefix, found) {
-            Some(prefix) if fix.is_none() => Staged::Prefixed(prefix),
-            Some(prefix) => Staged::Rewritten(Box::new(Rewrite {
-                prefix: Some(prefix),
+        return match Positions::new(found) {
+            Some(at) if fix.is_none() => Staged::Prefixed(at),
+            Some(at) => Staged::Rewritten(Box::new(Rewrite {
+                prefix: Some(Prefix {
+                    prefix: ns.prefix.clone(),
+                    at,
+                }),
                 fix,
                 ..Rewrite::default()
             })),
@@ -879,7 +907,7 @@ mod tests {
         };
         match run_req(f, db, false, &req) {
             Staged::Forward => req.args.to_vec(),
-            Staged::Prefixed(prefix) => sent(&req, Some(&prefix)),
+            Staged::Prefixed(at) => sent(&req, at.with_prefix(&f.namespaces, db).as_ref()),
             Staged::Rewritten(r) => sent(r.req.as_ref().unwrap_or(&req), r.prefix.as_ref()),
             other => panic!("expected a forward, got {other:?}"),
         }

@@ -167,12 +167,6 @@ impl Ctx {
         self.live.load_full()
     }
 
-    /// The live configuration for the length of one request: cheaper than [`Ctx::live`]
-    /// (no reference count in the common case); `Guard::into_inner` makes it an `Arc`.
-    pub fn live_now(&self) -> arc_swap::Guard<Arc<Live>> {
-        self.live.load()
-    }
-
     /// Read the configuration again and apply what can change while serving: namespaces,
     /// policy, client limits (new connections), the log level. Settings that need a
     /// restart are named in the report and left as they are. A config that does not
