@@ -9,8 +9,9 @@
 #    reads and writes through both sidecars at once; upstream GETs (Redis's
 #    commandstats) as a share of client reads, for keys read through both
 #    sidecars ("shared") and for keys each read through one ("sticky");
-# 3. memory: a sidecar with cache.max_bytes = 32MiB churning through 200k keys
-#    of 1 KiB (6x what fits); its RSS before and after;
+# 3. memory: a sidecar with cache.max_bytes = 32MiB, then one with 64MiB,
+#    churning through 200k keys of 1 KiB (3-6x what fits); RSS after each run,
+#    the peak, and the bound max_bytes + 30 MB;
 # 4. what BCAST costs Redis: SET throughput directly on Redis with 0 and with 8
 #    sidecars subscribed to the written prefix;
 # 5. the staleness checker of tests/cache.rs for STALENESS_SECS (default 60).
@@ -18,7 +19,8 @@
 # Environment (optional): ROUNDS=5, REQUESTS=200000 (per run at -P 1),
 # REQUESTS_P16=1000000 (per run at -P 16: at ~1M rps a run of 200k is over in a
 # fifth of a second, and one scheduling hiccup decides its figure), SKIP_BUILD=1,
-# STALENESS_SECS=60 (0 skips step 5), SIDECAR_BIN.
+# STALENESS_SECS=60 (0 skips step 5), CHURN_RUNS=6 (runs of 300k GETs in step 3),
+# SIDECAR_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,6 +29,7 @@ REQUESTS="${REQUESTS:-200000}"
 REQUESTS_P16="${REQUESTS_P16:-1000000}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 STALENESS_SECS="${STALENESS_SECS:-60}"
+CHURN_RUNS="${CHURN_RUNS:-6}"
 SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
 READY_TIMEOUT=10
 
@@ -155,22 +158,34 @@ workload "shared: every key read through both sidecars" 'key:s:__rand_int__' 'ke
 workload "sticky: each key read through one sidecar" 'key:a:__rand_int__' 'key:b:__rand_int__' 5000
 echo
 
-echo "## 3. Memory while the cache is full and churning (cache.max_bytes = 32MiB)"
+echo "## 3. Memory while the cache is full and churning (200k keys of 1 KiB, $CHURN_RUNS runs of 300k GETs)"
 echo
 log "loading 200k keys of 1 KiB"
 redis-benchmark -p "$REDIS_PORT" -q -t set -r 200000 -n 600000 -d 1024 -P 16 >/dev/null
-start_sidecar sidecar-c "$C_PORT" "$REDIS_PORT" 32MiB
-C_PID="$SIDECAR_PID"
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-base="$(rss_kib "$C_PID")"
-for _ in 1 2 3; do
-    redis-benchmark -p "$C_PORT" -q -t get -c 50 -r 200000 -n 300000 -P 16 >/dev/null
+info_field() { redis-cli -p "$1" INFO sidecar | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'; }
+echo "| max_bytes | RSS at start | RSS after each run (MiB) | peak | bound (max_bytes + 30 MB) | within |"
+echo "|---|---|---|---|---|---|"
+for mib in 32 64; do
+    start_sidecar "sidecar-c$mib" "$C_PORT" "$REDIS_PORT" "${mib}MiB"
+    base="$(rss_kib "$SIDECAR_PID")"
+    runs=()
+    peak=0
+    for _ in $(seq "$CHURN_RUNS"); do
+        redis-benchmark -p "$C_PORT" -q -t get -c 50 -r 200000 -n 300000 -P 16 >/dev/null
+        now="$(rss_kib "$SIDECAR_PID")"
+        runs+=("$(python3 -c "print(f'{$now/1024:.1f}')")")
+        [ "$now" -gt "$peak" ] && peak="$now"
+    done
+    # The bound in KiB: max_bytes in MiB plus 30,000,000 bytes.
+    bound=$((mib * 1024 + 30000000 / 1024))
+    within=yes
+    [ "$peak" -le "$bound" ] || within=NO
+    echo "| ${mib} MiB | $(python3 -c "print(f'{$base/1024:.1f}')") MiB | ${runs[*]} | $(python3 -c "print(f'{$peak/1024:.1f}')") MiB | $(python3 -c "print(f'{$bound/1024:.1f}')") MiB | $within |"
+    log "sidecar-c$mib: cache_bytes $(info_field "$C_PORT" cache_bytes), evictions $(info_field "$C_PORT" cache_evictions)"
+    kill "$SIDECAR_PID"
+    wait "$SIDECAR_PID" 2>/dev/null || true
 done
-full="$(rss_kib "$C_PID")"
-entries="$(redis-cli -p "$C_PORT" INFO sidecar | tr -d '\r' | awk -F: '$1 == "cache_bytes" {print $2}')"
-evictions="$(redis-cli -p "$C_PORT" INFO sidecar | tr -d '\r' | awk -F: '$1 == "cache_evictions" {print $2}')"
-echo "RSS at start $((base / 1024)) MiB; after 900k GETs over 200k keys $((full / 1024)) MiB;"
-echo "cache_bytes $entries (max 33554432), evictions $evictions; bound max_bytes + 30 MB = $((32 + 30)) MiB."
 echo
 
 echo "## 4. What BCAST subscribers cost Redis: SET -P 16 directly on Redis ($ROUNDS rounds, medians)"
@@ -189,7 +204,7 @@ for _ in $(seq "$ROUNDS"); do
 done
 w0="$(median "${without[@]}")"
 w8="$(median "${with[@]}")"
-echo "SET rps with 3 sidecars subscribed (a, b, c): $w0; with 8 more: $w8 ($(python3 -c "print(f'{$w8/$w0:.2f}x')"))"
+echo "SET rps with 2 sidecars subscribed (a, b): $w0; with 8 more: $w8 ($(python3 -c "print(f'{$w8/$w0:.2f}x')"))"
 echo
 
 if [ "$STALENESS_SECS" != 0 ]; then
