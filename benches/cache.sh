@@ -43,6 +43,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
     log "building the release binary"
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 fi
+release_binary_check "$SIDECAR_BIN"
 
 # start_sidecar NAME PORT REDIS_PORT MAX_BYTES; sets SIDECAR_PID.
 start_sidecar() {

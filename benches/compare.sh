@@ -147,6 +147,7 @@ if [ "$SKIP_SIDECAR" != 1 ] && [ "$SKIP_BUILD" != 1 ]; then
     log "building: cargo build --release"
     (cd "$ROOT" && cargo build --release)
 fi
+[ "$SKIP_SIDECAR" = 1 ] || release_binary_check "$SIDECAR_BIN"
 
 read -r REDIS_PORT TWEM_PORT TWEM_STATS_PORT SIDECAR_PORT SIDECAR_X_PORT <<<"$(free_ports 5)"
 

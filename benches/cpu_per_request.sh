@@ -61,6 +61,7 @@ bench_workdir cpu
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release)
 fi
+release_binary_check "$SIDECAR_BIN"
 
 read -r REDIS_PORT BASE_PORT EXTRA_PORT <<<"$(free_ports 3)"
 mkdir -p "$WORK/redis"

@@ -106,6 +106,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
     log "building: cargo build --release"
     (cd "$ROOT" && cargo build --release)
 fi
+release_binary_check "$SIDECAR_BIN"
 
 read -r PRIMARY_PORT REPLICA_PORT S1 S2 S3 SIDECAR_PORT <<<"$(free_ports 6)"
 SENTINEL_PORTS=("$S1" "$S2" "$S3")

@@ -62,6 +62,7 @@ fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release)
 fi
+release_binary_check "$SIDECAR_BIN"
 
 read -r REDIS_PORT PORT <<<"$(free_ports 2)"
 mkdir -p "$WORK/redis"

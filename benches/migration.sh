@@ -39,6 +39,9 @@ done
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
+# shellcheck source=../scripts/lib/topology.sh
+source "$ROOT/scripts/lib/topology.sh"
+release_binary_check "$SIDECAR_BIN"
 
 WORK="$(mktemp -d)"
 # Servers are started inside $(...) subshells: their pids are kept in a file.

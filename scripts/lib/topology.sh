@@ -1,6 +1,6 @@
-# Shared by benches/compare.sh, benches/failover.sh and scripts/quickstart.sh:
-# free loopback ports, start Redis processes and wait until they are really
-# ready. Sourced, not run. Uses the caller's log function, READY_TIMEOUT, WORK
+# Shared by the scripts in benches/ and by scripts/quickstart.sh: free loopback
+# ports, start Redis processes and wait until they are really ready, and check
+# that a benchmarked binary is a plain release build. Sourced, not run. Uses the caller's log function, READY_TIMEOUT, WORK
 # (temp dir), PIDS (array of started pids) and, for the Sentinel helpers,
 # MASTER_NAME, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, REPLICA_PORT, SENTINEL_PORTS.
 # shellcheck shell=bash
@@ -109,4 +109,20 @@ bench_cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
+}
+
+# release_binary_check BIN: refuse to benchmark a binary linked for the tests.
+# A release build of the tests (`cargo nextest run --release`) relinks
+# target/release/resp-sidecar with tokio's test-util feature, which the unit
+# tests need for a paused clock; with it every clock read takes a lock (about
+# 490 more instructions per request at -P 1). Its marker is tokio's
+# DID_PAUSE_CLOCK symbol (a stripped binary has none and passes).
+# ALLOW_TEST_BUILD=1 benchmarks it anyway.
+release_binary_check() {
+    [ "${ALLOW_TEST_BUILD:-0}" = 1 ] && return 0
+    if grep -aq DID_PAUSE_CLOCK "$1" 2>/dev/null; then
+        echo "$1 was linked for the tests (tokio test-util): run cargo build --release," >&2
+        echo "or set ALLOW_TEST_BUILD=1 to benchmark it anyway" >&2
+        exit 1
+    fi
 }
