@@ -164,26 +164,27 @@ echo
 log "loading 200k keys of 1 KiB"
 redis-benchmark -p "$REDIS_PORT" -q -t set -r 200000 -n 600000 -d 1024 -P 16 >/dev/null
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 info_field() { redis-cli -p "$1" INFO sidecar | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'; }
 echo "| max_bytes | RSS at start | RSS after each run (MiB) | peak | bound (max_bytes + 30 MB) | within |"
 echo "|---|---|---|---|---|---|"
-for mib in 32 64; do
-    start_sidecar "sidecar-c$mib" "$C_PORT" "$REDIS_PORT" "${mib}MiB"
+for size in 32 64; do
+    start_sidecar "sidecar-c$size" "$C_PORT" "$REDIS_PORT" "${size}MiB"
     base="$(rss_kib "$SIDECAR_PID")"
     runs=()
     peak=0
     for _ in $(seq "$CHURN_RUNS"); do
         redis-benchmark -p "$C_PORT" -q -t get -c 50 -r 200000 -n 300000 -P 16 >/dev/null
         now="$(rss_kib "$SIDECAR_PID")"
-        runs+=("$(python3 -c "print(f'{$now/1024:.1f}')")")
+        runs+=("$(mib "$now")")
         [ "$now" -gt "$peak" ] && peak="$now"
     done
     # The bound in KiB: max_bytes in MiB plus 30,000,000 bytes.
-    bound=$((mib * 1024 + 30000000 / 1024))
+    bound=$((size * 1024 + 30000000 / 1024))
     within=yes
     [ "$peak" -le "$bound" ] || within=NO
-    echo "| ${mib} MiB | $(python3 -c "print(f'{$base/1024:.1f}')") MiB | ${runs[*]} | $(python3 -c "print(f'{$peak/1024:.1f}')") MiB | $(python3 -c "print(f'{$bound/1024:.1f}')") MiB | $within |"
-    log "sidecar-c$mib: cache_bytes $(info_field "$C_PORT" cache_bytes), evictions $(info_field "$C_PORT" cache_evictions)"
+    echo "| ${size} MiB | $(mib "$base") MiB | ${runs[*]} | $(mib "$peak") MiB | $(mib "$bound") MiB | $within |"
+    log "sidecar-c$size: cache_bytes $(info_field "$C_PORT" cache_bytes), evictions $(info_field "$C_PORT" cache_evictions)"
     kill "$SIDECAR_PID"
     wait "$SIDECAR_PID" 2>/dev/null || true
 done

@@ -1,8 +1,9 @@
 # Shared by the scripts in benches/ and by scripts/quickstart.sh: free loopback
 # ports, start Redis processes and wait until they are really ready, and check
-# that a benchmarked binary is a plain release build. Sourced, not run. Uses the caller's log function, READY_TIMEOUT, WORK
-# (temp dir), PIDS (array of started pids) and, for the Sentinel helpers,
-# MASTER_NAME, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, REPLICA_PORT, SENTINEL_PORTS.
+# that a benchmarked binary is a plain release build. Sourced, not run. Uses
+# the caller's log function, READY_TIMEOUT, WORK (temp dir), PIDS (array of
+# started pids) and, for the Sentinel helpers, MASTER_NAME, DOWN_AFTER_MS,
+# FAILOVER_TIMEOUT_MS, REPLICA_PORT, SENTINEL_PORTS.
 # shellcheck shell=bash
 
 # Print N distinct free loopback ports (all bound at once, so no duplicates).

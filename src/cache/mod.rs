@@ -152,8 +152,13 @@ struct Weigh;
 
 impl Weighter<Bytes, Arc<Entry>> for Weigh {
     fn weight(&self, key: &Bytes, val: &Arc<Entry>) -> u64 {
-        (key.len() + val.data.size() + ENTRY_OVERHEAD) as u64
+        weight(key, val)
     }
+}
+
+/// What an entry counts against `max_bytes`: key, value and [`ENTRY_OVERHEAD`].
+fn weight(key: &[u8], entry: &Entry) -> u64 {
+    (key.len() + entry.data.size() + ENTRY_OVERHEAD) as u64
 }
 
 #[derive(Clone)]

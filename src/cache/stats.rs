@@ -112,7 +112,7 @@ pub(super) fn snapshot(cache: &Cache, stats: Vec<Arc<NsStats>>) -> Snapshot {
     for (key, entry) in cache.store.iter() {
         let slot = held.entry(Arc::as_ptr(&entry.ns)).or_default();
         slot.0 += 1;
-        slot.1 += (key.len() + entry.data.size() + super::ENTRY_OVERHEAD) as u64;
+        slot.1 += super::weight(&key, &entry);
     }
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let namespaces = stats

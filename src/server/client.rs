@@ -1065,10 +1065,10 @@ where
     /// just found.
     fn push_mapped(&mut self, live: &Live, req: &Request, at: &Positions) -> bool {
         let db = self.ns.as_ref().map_or(0, |ns| ns.db);
-        let Some(ns) = live.namespaces.by_db(db) else {
+        let Some(prefix) = Positions::prefix(&live.namespaces, db) else {
             return false;
         };
-        write_prefixed(req, &ns.prefix, at.indices(), &mut self.seg);
+        write_prefixed(req, prefix, at.indices(), &mut self.seg);
         true
     }
 

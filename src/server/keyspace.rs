@@ -89,12 +89,16 @@ impl Positions {
         &self.at[..usize::from(self.len)]
     }
 
-    /// With the prefix they are for: that of the namespace mapped to `db`, the db the
-    /// stage ran for. `None` only if `namespaces` is not the configuration it saw.
+    /// The prefix they are for: that of the namespace mapped to `db`, the db the stage
+    /// ran for. `None` only if `namespaces` is not the configuration it saw.
+    pub fn prefix(namespaces: &Namespaces, db: u32) -> Option<&Bytes> {
+        namespaces.by_db(db).map(|ns| &ns.prefix)
+    }
+
+    /// With [`prefix`](Self::prefix), owned.
     pub fn with_prefix(self, namespaces: &Namespaces, db: u32) -> Option<Prefix> {
-        let ns = namespaces.by_db(db)?;
         Some(Prefix {
-            prefix: ns.prefix.clone(),
+            prefix: Positions::prefix(namespaces, db)?.clone(),
             at: self,
         })
     }
