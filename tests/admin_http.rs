@@ -533,12 +533,12 @@ fn duration_count(s: &Scrape, command: &str) -> f64 {
     )
 }
 
-/// The shared pools connect eagerly (two connections per protocol version by default).
+/// The shared pools connect eagerly (one connection per protocol version by default).
 fn wait_shared_connections(admin: SocketAddr) -> Scrape {
-    wait_for("4 shared upstream connections", FOLLOW_TIMEOUT, || {
+    wait_for("2 shared upstream connections", FOLLOW_TIMEOUT, || {
         let s = scrape(admin);
         let open = s.value("sidecar_upstream_connections", &[("kind", "shared")]);
-        (open == 4.0).then_some(s)
+        (open == 2.0).then_some(s)
     })
 }
 
@@ -617,12 +617,12 @@ fn commands_are_counted_by_name_and_outcome_exactly() {
         1.0
     );
 
-    // Upstream: four shared connections and the transaction's pinned one, which went
-    // back to the idle list (still open) after EXEC.
+    // Upstream: two shared connections (one per protocol version) and the transaction's
+    // pinned one, which went back to the idle list (still open) after EXEC.
     let kind = |k: &'static str| [("kind", k)];
     assert_eq!(
         s.value("sidecar_upstream_connects_total", &kind("shared")),
-        4.0
+        2.0
     );
     assert_eq!(
         s.value("sidecar_upstream_connects_total", &kind("pinned")),
@@ -723,13 +723,13 @@ fn upstream_loss_and_tryagain_are_counted() {
     let down = c.cmd_str(&["GET", "k"]);
     assert!(down.starts_with(b"-TRYAGAIN"), "{}", show(&down));
     let kind = [("kind", "shared")];
-    // Each shared connection notices the loss on its own task: wait for all four.
+    // Each shared connection notices the loss on its own task: wait for both.
     let s = wait_for(
         "every shared connection to count its loss",
         FOLLOW_TIMEOUT,
         || {
             let s = scrape(admin);
-            (s.value("sidecar_upstream_disconnects_total", &kind) >= 4.0).then_some(s)
+            (s.value("sidecar_upstream_disconnects_total", &kind) >= 2.0).then_some(s)
         },
     );
     assert_eq!(errors(&s, "upstream_lost"), 1.0);
@@ -738,7 +738,7 @@ fn upstream_loss_and_tryagain_are_counted() {
     assert_eq!(commands(&s, "SET", "error"), 1.0);
     assert_eq!(commands(&s, "GET", "error"), 1.0);
     assert_eq!(s.value("sidecar_upstream_connections", &kind), 0.0);
-    assert_eq!(s.value("sidecar_upstream_disconnects_total", &kind), 4.0);
+    assert_eq!(s.value("sidecar_upstream_disconnects_total", &kind), 2.0);
 }
 
 #[test]

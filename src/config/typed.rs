@@ -153,7 +153,8 @@ pub struct UpstreamConfig {
     pub sentinel_username: Option<String>,
     /// Secret.
     pub sentinel_password: Option<String>,
-    /// Shared pipelined connections per protocol version (>= 1).
+    /// Shared pipelined connections per protocol version (>= 1). One carries the
+    /// largest batches, which Redis reads and answers with the fewest system calls.
     pub pool_size: usize,
     /// Dedicated connections for MULTI/WATCH/blocking/pub-sub clients.
     pub max_pinned: usize,
@@ -186,7 +187,7 @@ impl Default for UpstreamConfig {
             master_name: "mymaster".to_owned(),
             sentinel_username: None,
             sentinel_password: None,
-            pool_size: 2,
+            pool_size: 1,
             max_pinned: 1024,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Some(Duration::from_secs(10)),
