@@ -93,8 +93,41 @@ pub(crate) fn put_decimal(out: &mut bytes::BytesMut, n: i64) {
 }
 
 /// Append `<kind><n>\r\n`, the header of a bulk string or an aggregate.
+#[inline]
 pub(crate) fn put_header(out: &mut bytes::BytesMut, kind: u8, n: usize) {
-    // Built on the stack and appended once: every cache hit writes one.
+    if n < 10_000 {
+        // The common case fits 8 bytes: appended as one fixed-size block (a single
+        // store, where a slice of varying length costs a memcpy call) and cut to length.
+        // Every cache hit and every prefixed key writes one.
+        let mut header = [b'\r'; 8];
+        header[0] = kind;
+        let digit = |d: usize| b'0' + (d % 10) as u8;
+        let digits = if n < 10 {
+            header[1] = digit(n);
+            1
+        } else if n < 100 {
+            header[1] = digit(n / 10);
+            header[2] = digit(n);
+            2
+        } else if n < 1_000 {
+            header[1] = digit(n / 100);
+            header[2] = digit(n / 10);
+            header[3] = digit(n);
+            3
+        } else {
+            header[1] = digit(n / 1_000);
+            header[2] = digit(n / 100);
+            header[3] = digit(n / 10);
+            header[4] = digit(n);
+            4
+        };
+        header[digits + 2] = b'\n';
+        let end = out.len() + digits + 3;
+        out.extend_from_slice(&header);
+        out.truncate(end);
+        return;
+    }
+    // Built on the stack and appended once.
     let mut header = [0u8; 24];
     let mut at = header.len() - 2;
     header[at..].copy_from_slice(b"\r\n");

@@ -127,3 +127,22 @@ fn doubles_format_like_printf_17g() {
         assert_eq!(format_double(value), text, "{value:e}");
     }
 }
+
+/// Headers of every length, on both sides of the 8-byte fast path's bound, read like
+/// `format!` writes them.
+#[test]
+fn put_header_writes_the_shortest_decimal_form() {
+    let mut values: Vec<usize> = (0..=1_100).collect();
+    for p in 1..=19u32 {
+        let ten = 10usize.pow(p);
+        values.extend([ten - 1, ten, ten + 1]);
+    }
+    values.push(usize::MAX);
+    for n in values {
+        for kind in [b'$', b'*', b'%'] {
+            let mut out = bytes::BytesMut::from(&b"x"[..]);
+            crate::resp::put_header(&mut out, kind, n);
+            assert_eq!(out, format!("x{}{n}\r\n", char::from(kind)).as_bytes(), "{n}");
+        }
+    }
+}
