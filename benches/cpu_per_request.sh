@@ -17,6 +17,9 @@
 # Environment (all optional):
 #   EXTRA_TOML='[admin]
 #   command_metrics = false'   TOML appended to the second sidecar's config
+#                              (the base has [server] and [policy] tables:
+#                              a table cannot be defined twice, so their
+#                              keys go in the base)
 #   ROUNDS=5                   runs per sidecar and depth
 #   DEPTHS="1 16"              pipeline depths
 #   TESTS=get                  redis-benchmark tests, comma-separated (one run each)
@@ -56,6 +59,7 @@ deny_commands = []
 log() { printf '[cpu] %s\n' "$*" >&2; }
 # shellcheck source=../scripts/lib/topology.sh
 source "$ROOT/scripts/lib/topology.sh"
+extra_toml_check "$BASE_TOML" "$EXTRA_TOML"
 bench_workdir cpu
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then

@@ -17,6 +17,8 @@
 #
 # Environment (all optional):
 #   EXTRA_TOML   default: command metrics and logging off
+#                (appended to a base that has a [policy] table: keys of that
+#                table go in the base, as a table cannot be defined twice)
 #   DEPTHS="1 16"
 #   REQUESTS=20000
 #   REPEATS=3
@@ -53,6 +55,7 @@ command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 log() { printf '[ir] %s\n' "$*" >&2; }
 # shellcheck source=../scripts/lib/topology.sh
 source "$ROOT/scripts/lib/topology.sh"
+extra_toml_check "$BASE_TOML" "$EXTRA_TOML"
 bench_workdir ir
 if [ "${KEEP_WORK:-0}" = 1 ]; then
     # Kill the processes as usual, keep the files.

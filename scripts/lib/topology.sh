@@ -127,3 +127,19 @@ release_binary_check() {
         exit 1
     fi
 }
+
+# extra_toml_check BASE EXTRA: the scripts that append EXTRA to a fixed BASE
+# config fail at start-up (TOML forbids defining a table twice) when EXTRA
+# repeats one of BASE's table headers; say so before anything starts, naming
+# the table and the keys to carry over.
+extra_toml_check() {
+    local header
+    while IFS= read -r header; do
+        if printf '%s\n' "$2" | grep -qxF "$header"; then
+            echo "EXTRA_TOML repeats $header, which the base config already has:" >&2
+            printf '%s\n' "$1" >&2
+            echo "it cannot be defined twice; change the script's base config instead" >&2
+            exit 64
+        fi
+    done < <(printf '%s\n' "$1" | grep -E '^\[[^]]+\]$')
+}
