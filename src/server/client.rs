@@ -1289,7 +1289,12 @@ where
                 self.fail_pinned_slots(&e);
             }
         }
+        // Whether this batch waited for a reply from Redis (see the yield below).
+        let mut waited = false;
         while let Some(slot) = self.slots.pop_front() {
+            if !matches!(slot, Slot::Ready(_)) {
+                waited = true;
+            }
             match slot {
                 Slot::Ready(bytes) => {
                     self.ledger.ready(&self.ctx.metrics, &bytes);
@@ -1377,6 +1382,17 @@ where
             }
         }
         self.ledger.queued(&self.ctx.metrics);
+        if !waited && !self.out.is_empty() {
+            // Answered here alone (cache hits, local replies): let the other clients
+            // with input ready read and answer theirs first, so the replies go out
+            // together, as Redis writes its replies after serving every ready client.
+            // Written one by one between other clients' work, each reply found the
+            // client process asleep again: on cached GETs at -P 16 (50 clients) that
+            // was ~44k wake-ups of redis-benchmark per 2M requests against ~5k
+            // talking to Redis directly, and the wake-ups' kernel time made the sidecar
+            // 0.77x of direct Redis; with the yield ~7k, and 0.94x.
+            tokio::task::yield_now().await;
+        }
         self.write_out().await?;
         // Every write sent so far is answered.
         if let Some(ns) = self.ns.as_mut() {

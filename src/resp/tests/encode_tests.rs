@@ -142,7 +142,11 @@ fn put_header_writes_the_shortest_decimal_form() {
         for kind in [b'$', b'*', b'%'] {
             let mut out = bytes::BytesMut::from(&b"x"[..]);
             crate::resp::put_header(&mut out, kind, n);
-            assert_eq!(out, format!("x{}{n}\r\n", char::from(kind)).as_bytes(), "{n}");
+            assert_eq!(
+                out,
+                format!("x{}{n}\r\n", char::from(kind)).as_bytes(),
+                "{n}"
+            );
         }
     }
 }
