@@ -215,6 +215,9 @@ pub struct Client<R, W> {
     streaming: bool,
     /// The request being routed is the last of its batch.
     last_in_batch: bool,
+    /// This batch is a pipeline and other clients are connected: if it is answered
+    /// without Redis, its replies wait for theirs (see [`Client::drain`]).
+    gather: bool,
     out: BytesMut,
     decoder: RequestDecoder,
     pub conn: Conn,
@@ -299,6 +302,7 @@ where
             heard: false,
             streaming: false,
             last_in_batch: false,
+            gather: false,
             out: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
             conn: Conn {
@@ -527,6 +531,7 @@ where
 
     async fn serve_batch(&mut self, batch: &mut Vec<Request>) -> Result<(), Closed> {
         let mut left = batch.len();
+        self.gather = left > 1 && self.ctx.clients() > 1;
         // The live configuration, read once per batch (a read is a pair of atomic
         // operations) and again after anything that waited, which may have been long
         // enough for a reload to matter (a blocking command, a pinned connection).
@@ -1382,15 +1387,18 @@ where
             }
         }
         self.ledger.queued(&self.ctx.metrics);
-        if !waited && !self.out.is_empty() {
-            // Answered here alone (cache hits, local replies): let the other clients
-            // with input ready read and answer theirs first, so the replies go out
-            // together, as Redis writes its replies after serving every ready client.
-            // Written one by one between other clients' work, each reply found the
-            // client process asleep again: on cached GETs at -P 16 (50 clients) that
-            // was ~44k wake-ups of redis-benchmark per 2M requests against ~5k
+        let gather = std::mem::take(&mut self.gather);
+        if gather && !waited && !self.out.is_empty() {
+            // A pipeline answered here alone (cache hits, local replies): let the other
+            // clients with input ready read and answer theirs first, so the replies go
+            // out together, as Redis writes its replies after serving every ready
+            // client. Written one by one between other clients' work, each reply found
+            // the client process asleep again: on cached GETs at -P 16 (50 clients)
+            // that was ~44k wake-ups of redis-benchmark per 2M requests against ~5k
             // talking to Redis directly, and the wake-ups' kernel time made the sidecar
-            // 0.77x of direct Redis; with the yield ~7k, and 0.94x.
+            // 0.77x of direct Redis; with the yield ~7k, and 0.94x. The yield costs
+            // ~1,200 instructions (a pass through the scheduler and the driver), so
+            // single commands and a lone client, where it measured no gain, skip it.
             tokio::task::yield_now().await;
         }
         self.write_out().await?;
