@@ -22,61 +22,67 @@ pub enum Data {
 }
 
 impl Data {
-    /// Bytes held (values and field names).
-    pub fn size(&self) -> usize {
+    /// A view of it, which is what replies are encoded from.
+    pub fn view(&self) -> DataRef<'_> {
         match self {
-            Data::Str(v) => v.len(),
-            Data::Hash(fields) => fields.iter().map(|(f, v)| f.len() + v.len() + 16).sum(),
-            Data::Missing => 0,
+            Data::Str(v) => DataRef::Str(v),
+            Data::Hash(fields) => DataRef::Hash(fields),
+            Data::Missing => DataRef::Missing,
         }
     }
+}
 
-    /// The same data in allocations of its own: values read from a reply are slices of
-    /// the connection's read buffer, which an entry must not keep alive.
-    pub fn detached(self) -> Data {
-        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+/// Cached data as an entry holds it (or as a fill read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataRef<'a> {
+    Str(&'a [u8]),
+    Hash(&'a [(Bytes, Bytes)]),
+    Missing,
+}
+
+impl<'a> DataRef<'a> {
+    /// Bytes held (values and field names).
+    pub fn size(self) -> usize {
         match self {
-            Data::Str(v) => Data::Str(own(&v)),
-            Data::Hash(fields) => {
-                Data::Hash(fields.iter().map(|(f, v)| (own(f), own(v))).collect())
-            }
-            Data::Missing => Data::Missing,
+            DataRef::Str(v) => v.len(),
+            DataRef::Hash(fields) => fields.iter().map(|(f, v)| f.len() + v.len() + 16).sum(),
+            DataRef::Missing => 0,
         }
     }
 
     /// Bytes a reply to a read of this entry needs (to size the output once).
-    pub fn reply_len(&self) -> usize {
+    pub fn reply_len(self) -> usize {
         self.size() + 32
     }
 
     /// The reply to `GET`; false when only Redis can answer (wrong type).
-    pub fn get(&self, proto: Protocol, out: &mut BytesMut) -> bool {
+    pub fn get(self, proto: Protocol, out: &mut BytesMut) -> bool {
         match self {
-            Data::Str(v) => put_bulk(out, v),
-            Data::Missing => put_null(out, proto),
-            Data::Hash(_) => return false,
+            DataRef::Str(v) => put_bulk(out, v),
+            DataRef::Missing => put_null(out, proto),
+            DataRef::Hash(_) => return false,
         }
         true
     }
 
     /// One element of an `MGET` reply (Redis answers nil for a key of another type).
-    pub fn mget_item(&self, proto: Protocol, out: &mut BytesMut) {
+    pub fn mget_item(self, proto: Protocol, out: &mut BytesMut) {
         match self {
-            Data::Str(v) => put_bulk(out, v),
+            DataRef::Str(v) => put_bulk(out, v),
             _ => put_null(out, proto),
         }
     }
 
-    fn field(&self, name: &[u8]) -> Option<Option<&Bytes>> {
+    fn field(self, name: &[u8]) -> Option<Option<&'a Bytes>> {
         match self {
-            Data::Hash(fields) => Some(fields.iter().find(|(f, _)| f == name).map(|(_, v)| v)),
-            Data::Missing => Some(None),
-            Data::Str(_) => None,
+            DataRef::Hash(fields) => Some(fields.iter().find(|(f, _)| f == name).map(|(_, v)| v)),
+            DataRef::Missing => Some(None),
+            DataRef::Str(_) => None,
         }
     }
 
     /// The reply to `HGET key field`; false when only Redis can answer.
-    pub fn hget(&self, field: &[u8], proto: Protocol, out: &mut BytesMut) -> bool {
+    pub fn hget(self, field: &[u8], proto: Protocol, out: &mut BytesMut) -> bool {
         match self.field(field) {
             Some(Some(v)) => put_bulk(out, v),
             Some(None) => put_null(out, proto),
@@ -86,8 +92,8 @@ impl Data {
     }
 
     /// The reply to `HMGET key field...`; false when only Redis can answer.
-    pub fn hmget(&self, fields: &[Bytes], proto: Protocol, out: &mut BytesMut) -> bool {
-        if matches!(self, Data::Str(_)) {
+    pub fn hmget(self, fields: &[Bytes], proto: Protocol, out: &mut BytesMut) -> bool {
+        if matches!(self, DataRef::Str(_)) {
             return false;
         }
         put_header(out, b'*', fields.len());
@@ -101,11 +107,11 @@ impl Data {
     }
 
     /// The reply to `HGETALL key`; false when only Redis can answer.
-    pub fn hgetall(&self, proto: Protocol, out: &mut BytesMut) -> bool {
+    pub fn hgetall(self, proto: Protocol, out: &mut BytesMut) -> bool {
         let fields: &[(Bytes, Bytes)] = match self {
-            Data::Hash(fields) => fields,
-            Data::Missing => &[],
-            Data::Str(_) => return false,
+            DataRef::Hash(fields) => fields,
+            DataRef::Missing => &[],
+            DataRef::Str(_) => return false,
         };
         match proto {
             Protocol::Resp2 => put_header(out, b'*', fields.len() * 2),
@@ -118,8 +124,8 @@ impl Data {
         true
     }
 
-    pub fn exists(&self) -> bool {
-        !matches!(self, Data::Missing)
+    pub fn exists(self) -> bool {
+        !matches!(self, DataRef::Missing)
     }
 }
 
@@ -254,19 +260,19 @@ mod tests {
     fn get_answers_match_redis_in_both_protocols() {
         let v = Data::Str(Bytes::from_static(b"a\r\nb"));
         assert_eq!(
-            enc(|o| assert!(v.get(Protocol::Resp2, o))),
+            enc(|o| assert!(v.view().get(Protocol::Resp2, o))),
             b"$4\r\na\r\nb\r\n"
         );
         assert_eq!(
-            enc(|o| assert!(Data::Missing.get(Protocol::Resp2, o))),
+            enc(|o| assert!(Data::Missing.view().get(Protocol::Resp2, o))),
             b"$-1\r\n"
         );
         assert_eq!(
-            enc(|o| assert!(Data::Missing.get(Protocol::Resp3, o))),
+            enc(|o| assert!(Data::Missing.view().get(Protocol::Resp3, o))),
             b"_\r\n"
         );
         let h = Data::Hash(vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]);
-        assert!(!h.get(Protocol::Resp2, &mut BytesMut::new()));
+        assert!(!h.view().get(Protocol::Resp2, &mut BytesMut::new()));
     }
 
     #[test]
@@ -276,24 +282,24 @@ mod tests {
             (Bytes::from_static(b"b"), Bytes::from_static(b"22")),
         ]);
         assert_eq!(
-            enc(|o| assert!(h.hgetall(Protocol::Resp2, o))),
+            enc(|o| assert!(h.view().hgetall(Protocol::Resp2, o))),
             b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$2\r\n22\r\n"
         );
         assert_eq!(
-            enc(|o| assert!(h.hgetall(Protocol::Resp3, o))),
+            enc(|o| assert!(h.view().hgetall(Protocol::Resp3, o))),
             b"%2\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$2\r\n22\r\n"
         );
         assert_eq!(
-            enc(|o| assert!(Data::Missing.hgetall(Protocol::Resp3, o))),
+            enc(|o| assert!(Data::Missing.view().hgetall(Protocol::Resp3, o))),
             b"%0\r\n"
         );
         let fields = [Bytes::from_static(b"b"), Bytes::from_static(b"x")];
         assert_eq!(
-            enc(|o| assert!(h.hmget(&fields, Protocol::Resp3, o))),
+            enc(|o| assert!(h.view().hmget(&fields, Protocol::Resp3, o))),
             b"*2\r\n$2\r\n22\r\n_\r\n"
         );
         assert_eq!(
-            enc(|o| assert!(h.hget(b"a", Protocol::Resp2, o))),
+            enc(|o| assert!(h.view().hget(b"a", Protocol::Resp2, o))),
             b"$1\r\n1\r\n"
         );
     }
@@ -305,12 +311,12 @@ mod tests {
                 (Bytes::from_static(b"f\r\n"), Bytes::from_static(b"")),
                 (Bytes::from_static(b"g"), Bytes::from_static(b"\0")),
             ]);
-            let frame = Bytes::from(enc(|o| assert!(h.hgetall(proto, o))));
+            let frame = Bytes::from(enc(|o| assert!(h.view().hgetall(proto, o))));
             assert_eq!(read_hgetall(&frame), Some(h.clone()));
             let s = Data::Str(Bytes::from_static(b"xyz"));
-            let frame = Bytes::from(enc(|o| assert!(s.get(proto, o))));
+            let frame = Bytes::from(enc(|o| assert!(s.view().get(proto, o))));
             assert_eq!(read_get(&frame), Some(s));
-            let frame = Bytes::from(enc(|o| assert!(Data::Missing.get(proto, o))));
+            let frame = Bytes::from(enc(|o| assert!(Data::Missing.view().get(proto, o))));
             assert_eq!(read_get(&frame), Some(Data::Missing));
         }
         assert_eq!(read_get(&Bytes::from_static(b"-WRONGTYPE x\r\n")), None);

@@ -18,6 +18,7 @@
 //!   and for at most `cache.stale_if_error`; a new stream clears them all.
 
 pub mod answer;
+mod entry;
 pub mod plan;
 mod stats;
 
@@ -26,11 +27,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use quick_cache::sync::Cache as Store;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
-pub use answer::Data;
+pub use answer::{Data, DataRef};
+pub use entry::Entry;
+use entry::Key;
 pub use stats::{NsStats, Snapshot};
 
 /// Bytes an entry is charged beyond its key and value, so that the process stays
@@ -45,61 +48,12 @@ pub use stats::{NsStats, Snapshot};
 /// levels off below it at both 32 and 64 MiB.
 pub const ENTRY_OVERHEAD: usize = 384;
 
-/// One cached key.
-#[derive(Debug)]
-pub struct Entry {
-    pub data: Data,
-    /// For a string: the whole reply to `GET` (`$len CRLF value CRLF`, the same in
-    /// RESP2 and RESP3), encoded once when stored, so a hit is one copy.
-    pub bulk: Option<Bytes>,
-    gen: u64,
-    expires: Instant,
-    ns: Arc<NsStats>,
-}
-
-impl Entry {
-    /// An entry and the key to store it under. A string's key, `GET` reply and value
-    /// share one allocation, key first: a lookup compares the key and then copies the
-    /// reply from the memory it has just touched. Everything is copied, since `key` and
-    /// `data` may be slices of a connection's read buffer, which an entry must not keep
-    /// alive.
-    fn stored(
-        key: &[u8],
-        data: Data,
-        gen: u64,
-        expires: Instant,
-        ns: &Arc<NsStats>,
-    ) -> (Bytes, Entry) {
-        let (key, data, bulk) = match data {
-            Data::Str(value) => {
-                let mut buf = BytesMut::with_capacity(key.len() + value.len() + 24);
-                buf.extend_from_slice(key);
-                answer::put_bulk(&mut buf, &value);
-                let mut bulk = buf.freeze();
-                let key = bulk.split_to(key.len());
-                let start = bulk.len() - value.len() - 2;
-                let value = bulk.slice(start..start + value.len());
-                (key, Data::Str(value), Some(bulk))
-            }
-            other => (Bytes::copy_from_slice(key), other.detached(), None),
-        };
-        let entry = Entry {
-            data,
-            bulk,
-            gen,
-            expires,
-            ns: ns.clone(),
-        };
-        (key, entry)
-    }
-}
-
 /// What a lookup found.
 pub enum Lookup {
-    Fresh(Arc<Entry>),
+    Fresh(Entry),
     /// Filled while the last stream was live; Redis is unreachable now and the
     /// stale window has not passed.
-    Stale(Arc<Entry>),
+    Stale(Entry),
     Miss,
 }
 
@@ -132,13 +86,16 @@ struct Inflight {
 }
 
 pub struct Cache {
-    store: Store<Bytes, Arc<Entry>, Weigh, DefaultHashBuilder, Evictions>,
+    store: Store<Key, Entry, Weigh, DefaultHashBuilder, Evictions>,
+    /// Entries' expiry is kept in nanoseconds from here.
+    epoch: Instant,
     coherence: Mutex<Coherence>,
     /// The live generation; 0 while the stream is not verified.
     live: AtomicU64,
     max_ttl: Duration,
     stale_if_error: Duration,
-    stats: Mutex<Vec<Arc<NsStats>>>,
+    /// Every namespace's counters; an entry names its namespace by index.
+    stats: Registry,
     /// Whole-cache events: streams verified, lost, flushes.
     pub verified_total: AtomicU64,
     /// Set while another store serves (a migration's `off`/`shadow`): emptied once.
@@ -147,30 +104,39 @@ pub struct Cache {
     pub flushes_total: AtomicU64,
 }
 
-#[derive(Clone)]
-struct Weigh;
+/// The counters of every namespace that ever had a cache, by the index entries hold.
+type Registry = Arc<Mutex<Vec<Arc<NsStats>>>>;
 
-impl Weighter<Bytes, Arc<Entry>> for Weigh {
-    fn weight(&self, key: &Bytes, val: &Arc<Entry>) -> u64 {
-        weight(key, val)
+fn registry(r: &Registry) -> MutexGuard<'_, Vec<Arc<NsStats>>> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Count `counter` of the namespace of `entry`.
+fn count_for(r: &Registry, entry: &Entry, counter: fn(&NsStats) -> &AtomicU64) {
+    if let Some(s) = registry(r).get(usize::from(entry.ns())) {
+        counter(s).fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// What an entry counts against `max_bytes`: key, value and [`ENTRY_OVERHEAD`].
-fn weight(key: &[u8], entry: &Entry) -> u64 {
-    (key.len() + entry.data.size() + ENTRY_OVERHEAD) as u64
+#[derive(Clone)]
+struct Weigh;
+
+impl Weighter<Key, Entry> for Weigh {
+    fn weight(&self, _: &Key, val: &Entry) -> u64 {
+        val.weight()
+    }
 }
 
 #[derive(Clone)]
-struct Evictions;
+struct Evictions(Registry);
 
-impl Lifecycle<Bytes, Arc<Entry>> for Evictions {
+impl Lifecycle<Key, Entry> for Evictions {
     type RequestState = ();
 
     fn begin_request(&self) -> Self::RequestState {}
 
-    fn on_evict(&self, _: &mut (), _: Bytes, val: Arc<Entry>) {
-        val.ns.evictions.fetch_add(1, Ordering::Relaxed);
+    fn on_evict(&self, _: &mut (), _: Key, val: Entry) {
+        count_for(&self.0, &val, |s| &s.evictions);
     }
 }
 
@@ -178,14 +144,16 @@ impl Cache {
     /// An empty cache of at most `max_bytes` (keys, values and overhead), not yet verified.
     pub fn new(max_bytes: usize, max_ttl: Duration, stale_if_error: Duration) -> Cache {
         let estimated = (max_bytes / 512).clamp(64, 1 << 20);
+        let stats = Registry::default();
         Cache {
             store: Store::with(
                 estimated,
                 max_bytes as u64,
                 Weigh,
                 DefaultHashBuilder::default(),
-                Evictions,
+                Evictions(stats.clone()),
             ),
+            epoch: Instant::now(),
             coherence: Mutex::new(Coherence {
                 down: Some(Down {
                     since: Instant::now(),
@@ -198,7 +166,7 @@ impl Cache {
             live: AtomicU64::new(0),
             max_ttl,
             stale_if_error,
-            stats: Mutex::new(Vec::new()),
+            stats,
             verified_total: AtomicU64::new(0),
             suspended: AtomicBool::new(false),
             lost_total: AtomicU64::new(0),
@@ -214,11 +182,14 @@ impl Cache {
 
     /// The counters of namespace `name` (made on first use, kept across reloads).
     pub fn stats_for(&self, name: &str) -> Arc<NsStats> {
-        let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = registry(&self.stats);
         if let Some(s) = all.iter().find(|s| s.name == name) {
             return s.clone();
         }
-        let s = Arc::new(NsStats::new(name));
+        // Entries name their namespace in 16 bits; past that (65,536 namespaces with a
+        // cache over one process's life) new ones share the last index's counters.
+        let id = u16::try_from(all.len()).unwrap_or(u16::MAX);
+        let s = Arc::new(NsStats::new(name, id));
         all.push(s.clone());
         s
     }
@@ -235,16 +206,16 @@ impl Cache {
             return Lookup::Miss;
         };
         let now = Instant::now();
-        if entry.expires <= now {
+        if entry.expires_ns() <= self.nanos(now) {
             return Lookup::Miss;
         }
-        if live != 0 && entry.gen == live {
+        if live != 0 && entry.gen() == live {
             return Lookup::Fresh(entry);
         }
         if live == 0 && stale_ok {
             if let Some(down) = self.lock().down.as_ref() {
                 if down.unreachable
-                    && entry.gen == down.stale_gen
+                    && entry.gen() == down.stale_gen
                     && now.duration_since(down.since) <= self.stale_if_error
                 {
                     return Lookup::Stale(entry);
@@ -252,6 +223,18 @@ impl Cache {
             }
         }
         Lookup::Miss
+    }
+
+    /// `at` in nanoseconds from the epoch (saturating: an expiry centuries away is
+    /// the same as none).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Store `data` under `key`, filled under generation `gen`, served until `expires`.
+    fn put(&self, key: &[u8], data: Data, gen: u64, expires: Instant, ns: &NsStats) {
+        let (key, entry) = Entry::stored(key, data, gen, self.nanos(expires), ns.id);
+        self.store.insert(key, entry);
     }
 
     /// Mark reads of `keys` in flight before they are sent. `None` while the stream is
@@ -304,8 +287,7 @@ impl Cache {
             _ => return false,
         };
         // Counted from before the read was sent, so before Redis answered the PTTL.
-        let (key, entry) = Entry::stored(key, data, ticket.gen, ticket.taken + ttl, ns);
-        self.store.insert(key, Arc::new(entry));
+        self.put(key, data, ticket.gen, ticket.taken + ttl, ns);
         drop(c);
         true
     }
@@ -337,8 +319,7 @@ impl Cache {
             return false;
         };
         let ttl = ttl.map_or(self.max_ttl, |t| t.min(self.max_ttl));
-        let (key, entry) = Entry::stored(key, Data::Str(value), ticket.gen, ticket.taken + ttl, ns);
-        self.store.insert(key, Arc::new(entry));
+        self.put(key, Data::Str(value), ticket.gen, ticket.taken + ttl, ns);
         ns.write_fills.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -370,7 +351,7 @@ impl Cache {
                 i.invalidated_at = seq;
             }
             if let Some((_, e)) = self.store.remove(key) {
-                e.ns.invalidations.fetch_add(1, Ordering::Relaxed);
+                count_for(&self.stats, &e, |s| &s.invalidations);
             }
         }
     }
@@ -468,7 +449,7 @@ impl Cache {
 
     /// Figures for the admin surface and `/metrics`.
     pub fn snapshot(&self) -> Snapshot {
-        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let stats = registry(&self.stats).clone();
         stats::snapshot(self, stats)
     }
 }

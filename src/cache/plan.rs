@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::answer::{self, put_integer, Data};
-use super::{Cache, Lookup, NsStats, Ticket};
+use super::answer::{self, put_integer, Data, DataRef};
+use super::{Cache, Entry, Lookup, NsStats, Ticket};
 use crate::config::Degrade;
 use crate::keys::{self, CommandFlags, KeyArg};
 use crate::namespace::{Namespace, Namespaces};
@@ -52,7 +52,7 @@ enum FillKind {
     Get,
     HGetAll,
     /// Per key the client asked for: the cached data, or `None` (fetched, in order).
-    MGet(Vec<Option<Data>>),
+    MGet(Vec<Option<Entry>>),
 }
 
 /// The client-side facts the plan needs.
@@ -295,14 +295,14 @@ fn single_hit(
         Lookup::Miss => return None,
     };
     let mark = out.len();
-    let answered = match (name, &entry.bulk) {
+    let answered = match (name, entry.bulk()) {
         (b"GET", Some(bulk)) => {
             out.extend_from_slice(bulk);
             true
         }
         _ => {
-            out.reserve(entry.data.reply_len());
-            single_answer(&entry.data, view.proto, name, args, out)
+            out.reserve(entry.data().reply_len());
+            single_answer(entry.data(), view.proto, name, args, out)
         }
     };
     if !answered {
@@ -319,7 +319,7 @@ fn single_hit(
 
 /// The reply to single-key read `name` from `data`; false when only Redis can answer.
 fn single_answer(
-    data: &Data,
+    data: DataRef<'_>,
     proto: Protocol,
     name: &[u8],
     args: &[Bytes],
@@ -345,7 +345,7 @@ fn read_plan(
     if view.pinned || keys.iter().any(|k| view.written.contains(k)) {
         return Some(Plan::Pass);
     }
-    let mut found: Vec<Option<(Arc<super::Entry>, bool)>> = Vec::with_capacity(keys.len());
+    let mut found: Vec<Option<(Entry, bool)>> = Vec::with_capacity(keys.len());
     for (key, ns) in keys.iter().zip(owners) {
         let stale_ok = degraded && ns.config.degrade == Degrade::ServeStale;
         found.push(match cache.lookup(key, stale_ok) {
@@ -387,9 +387,9 @@ fn read_plan(
                 .filter(|(_, hit)| hit.is_none())
                 .map(|(k, _)| k.clone())
                 .collect();
-            let hits: Vec<Option<Data>> = found
+            let hits: Vec<Option<Entry>> = found
                 .iter()
-                .map(|f| f.as_ref().map(|(e, _)| e.data.clone()))
+                .map(|f| f.as_ref().map(|(e, _)| e.clone()))
                 .collect();
             let replace = (fetch.len() < keys.len()).then(|| {
                 let mut a = Vec::with_capacity(fetch.len() + 1);
@@ -421,11 +421,11 @@ fn read_plan(
 fn answer_from(
     name: &[u8],
     args: &[Bytes],
-    found: &[Option<(Arc<super::Entry>, bool)>],
+    found: &[Option<(Entry, bool)>],
     proto: Protocol,
     out: &mut BytesMut,
 ) -> bool {
-    let data = |i: usize| found.get(i).and_then(|f| f.as_ref()).map(|(e, _)| &e.data);
+    let data = |i: usize| found.get(i).and_then(|f| f.as_ref()).map(|(e, _)| e.data());
     let Some(first) = data(0) else {
         return false;
     };
@@ -446,7 +446,7 @@ fn answer_from(
         }
         b"EXISTS" => {
             let n = (0..found.len())
-                .filter(|&i| data(i).is_some_and(Data::exists))
+                .filter(|&i| data(i).is_some_and(DataRef::exists))
                 .count();
             put_integer(out, n as i64);
             true
@@ -508,7 +508,7 @@ impl Fill {
                 let mut fetched = fetched.into_iter();
                 for hit in hits {
                     match hit {
-                        Some(d) => d.mget_item(proto, &mut out),
+                        Some(e) => e.data().mget_item(proto, &mut out),
                         None => match fetched.next().flatten() {
                             Some(v) => answer::put_bulk(&mut out, &v),
                             None => answer::put_null(&mut out, proto),

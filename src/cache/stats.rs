@@ -10,6 +10,8 @@ use super::{Cache, Down};
 #[derive(Debug)]
 pub struct NsStats {
     pub name: String,
+    /// Its index in the cache's registry, which entries hold.
+    pub id: u16,
     pub hits: AtomicU64,
     /// Served from an unverified entry while Redis was unreachable.
     pub stale_hits: AtomicU64,
@@ -25,9 +27,10 @@ pub struct NsStats {
 }
 
 impl NsStats {
-    pub fn new(name: &str) -> NsStats {
+    pub fn new(name: &str, id: u16) -> NsStats {
         NsStats {
             name: name.to_string(),
+            id,
             hits: AtomicU64::new(0),
             stale_hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -108,17 +111,17 @@ impl Snapshot {
 
 pub(super) fn snapshot(cache: &Cache, stats: Vec<Arc<NsStats>>) -> Snapshot {
     // Entries and bytes per namespace are counted here, off the data path.
-    let mut held: HashMap<*const NsStats, (u64, u64)> = HashMap::new();
-    for (key, entry) in cache.store.iter() {
-        let slot = held.entry(Arc::as_ptr(&entry.ns)).or_default();
+    let mut held: HashMap<u16, (u64, u64)> = HashMap::new();
+    for (_, entry) in cache.store.iter() {
+        let slot = held.entry(entry.ns()).or_default();
         slot.0 += 1;
-        slot.1 += super::weight(&key, &entry);
+        slot.1 += entry.weight();
     }
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let namespaces = stats
         .iter()
         .map(|s| {
-            let (entries, bytes) = held.get(&Arc::as_ptr(s)).copied().unwrap_or_default();
+            let (entries, bytes) = held.get(&s.id).copied().unwrap_or_default();
             NsFigures {
                 name: s.name.clone(),
                 hits: load(&s.hits),

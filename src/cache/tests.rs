@@ -21,9 +21,18 @@ fn value(v: &str) -> Data {
     Data::Str(key(v))
 }
 
+/// What an entry holds, as the data a fill stores.
+fn owned(d: DataRef<'_>) -> Data {
+    match d {
+        DataRef::Str(v) => Data::Str(Bytes::copy_from_slice(v)),
+        DataRef::Hash(fields) => Data::Hash(fields.to_vec()),
+        DataRef::Missing => Data::Missing,
+    }
+}
+
 fn fresh(c: &Cache, k: &str) -> Option<Data> {
     match c.lookup(k.as_bytes(), false) {
-        Lookup::Fresh(e) => Some(e.data.clone()),
+        Lookup::Fresh(e) => Some(owned(e.data())),
         _ => None,
     }
 }
@@ -171,12 +180,12 @@ fn a_string_entry_holds_the_get_reply_next_to_its_key() {
     let Lookup::Fresh(e) = c.lookup(b"s:a", false) else {
         panic!("filled")
     };
-    assert_eq!(e.bulk.as_deref(), Some(&b"$4\r\na\r\nb\r\n"[..]));
-    assert_eq!(e.data, value("a\r\nb"));
+    assert_eq!(e.bulk(), Some(&b"$4\r\na\r\nb\r\n"[..]));
+    assert_eq!(owned(e.data()), value("a\r\nb"));
     let Lookup::Fresh(e) = c.lookup(b"s:h", false) else {
         panic!("filled")
     };
-    assert_eq!((e.bulk.as_ref(), &e.data), (None, &hash));
+    assert_eq!((e.bulk(), owned(e.data())), (None, hash));
 }
 
 #[test]
