@@ -48,6 +48,38 @@ pub use stats::{NsStats, Snapshot};
 /// levels off below it at both 32 and 64 MiB.
 pub const ENTRY_OVERHEAD: usize = 384;
 
+/// The time hits are checked against: read once, at the first lookup that finds an
+/// entry, and then shared by the lookups after it until [`Clock::reset`].
+///
+/// A client reads it once per batch of requests (a clock read was about 4% of a cached
+/// GET's CPU at -P 16) and resets it before each batch and after anything that waited.
+/// Every request of a batch had arrived before the clock was read, and the reply of
+/// every request checked against it goes out after that, so a hit answers with what
+/// the key held at a moment within the request's lifetime, as a read that Redis served
+/// at that moment would. Nanoseconds from one cache's epoch: a clock serves one cache.
+#[derive(Debug, Default)]
+pub struct Clock(std::cell::Cell<u64>);
+
+impl Clock {
+    /// The time in nanoseconds from the cache's epoch, read with `read` if not yet.
+    fn nanos(&self, read: impl FnOnce() -> u64) -> u64 {
+        match self.0.get() {
+            // 0 is "not read": a reading of 0 (the epoch itself) is simply taken again.
+            0 => {
+                let now = read();
+                self.0.set(now);
+                now
+            }
+            now => now,
+        }
+    }
+
+    /// The next lookup reads the time again.
+    pub fn reset(&self) {
+        self.0.set(0);
+    }
+}
+
 /// What a lookup found.
 pub enum Lookup {
     Fresh(Entry),
@@ -199,14 +231,14 @@ impl Cache {
         self.live.load(Ordering::Acquire) != 0
     }
 
-    /// Look `key` up for serving (`stale_ok`: the namespace may be served stale).
-    pub fn lookup(&self, key: &[u8], stale_ok: bool) -> Lookup {
+    /// Look `key` up for serving (`stale_ok`: the namespace may be served stale), with
+    /// expiry checked against `clock`.
+    pub fn lookup(&self, key: &[u8], stale_ok: bool, clock: &Clock) -> Lookup {
         let live = self.live.load(Ordering::Acquire);
         let Some(entry) = self.store.get(key) else {
             return Lookup::Miss;
         };
-        let now = Instant::now();
-        if entry.expires_ns() <= self.nanos(now) {
+        if entry.expires_ns() <= clock.nanos(|| self.nanos(Instant::now())) {
             return Lookup::Miss;
         }
         if live != 0 && entry.gen() == live {
@@ -216,7 +248,7 @@ impl Cache {
             if let Some(down) = self.lock().down.as_ref() {
                 if down.unreachable
                     && entry.gen() == down.stale_gen
-                    && now.duration_since(down.since) <= self.stale_if_error
+                    && down.since.elapsed() <= self.stale_if_error
                 {
                     return Lookup::Stale(entry);
                 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::answer::{self, put_integer, Data, DataRef};
-use super::{Cache, Entry, Lookup, NsStats, Ticket};
+use super::{Cache, Clock, Entry, Lookup, NsStats, Ticket};
 use crate::config::Degrade;
 use crate::keys::{self, CommandFlags, KeyArg};
 use crate::namespace::{Namespace, Namespaces};
@@ -67,6 +67,8 @@ pub struct View<'a> {
     /// How long the upstream may be unreachable before commands are refused at once
     /// (0 standalone; `failover_wait` with Sentinel, whose data path holds commands).
     pub fail_fast_after: Duration,
+    /// What hits' expiry is checked against (read once per batch).
+    pub clock: &'a Clock,
 }
 
 /// Where the keys of a cacheable read stand in its arguments (`name` upper case);
@@ -289,7 +291,7 @@ fn single_hit(
     let ns = ns?;
     let stats = ns.cache.as_ref()?;
     let stale_ok = r.degraded && ns.config.degrade == Degrade::ServeStale;
-    let (entry, stale) = match cache.lookup(key, stale_ok) {
+    let (entry, stale) = match cache.lookup(key, stale_ok, view.clock) {
         Lookup::Fresh(e) => (e, false),
         Lookup::Stale(e) => (e, true),
         Lookup::Miss => return None,
@@ -348,7 +350,7 @@ fn read_plan(
     let mut found: Vec<Option<(Entry, bool)>> = Vec::with_capacity(keys.len());
     for (key, ns) in keys.iter().zip(owners) {
         let stale_ok = degraded && ns.config.degrade == Degrade::ServeStale;
-        found.push(match cache.lookup(key, stale_ok) {
+        found.push(match cache.lookup(key, stale_ok, view.clock) {
             Lookup::Fresh(e) => Some((e, false)),
             Lookup::Stale(e) => Some((e, true)),
             Lookup::Miss => None,

@@ -31,7 +31,7 @@ fn owned(d: DataRef<'_>) -> Data {
 }
 
 fn fresh(c: &Cache, k: &str) -> Option<Data> {
-    match c.lookup(k.as_bytes(), false) {
+    match c.lookup(k.as_bytes(), false, &Clock::default()) {
         Lookup::Fresh(e) => Some(owned(e.data())),
         _ => None,
     }
@@ -112,22 +112,28 @@ fn stale_entries_only_while_unreachable_within_the_window_and_never_after_reconn
     assert!(c.fill(&t, &key("s:a"), value("1"), -1, &ns));
     c.lost("disconnected".into());
     assert!(
-        matches!(c.lookup(b"s:a", true), Lookup::Miss),
+        matches!(c.lookup(b"s:a", true, &Clock::default()), Lookup::Miss),
         "not known unreachable yet"
     );
     c.unreachable("connect refused".into());
-    assert!(matches!(c.lookup(b"s:a", true), Lookup::Stale(_)));
+    assert!(matches!(
+        c.lookup(b"s:a", true, &Clock::default()),
+        Lookup::Stale(_)
+    ));
     assert!(
-        matches!(c.lookup(b"s:a", false), Lookup::Miss),
+        matches!(c.lookup(b"s:a", false, &Clock::default()), Lookup::Miss),
         "degrade = fail"
     );
     std::thread::sleep(Duration::from_millis(250));
     assert!(
-        matches!(c.lookup(b"s:a", true), Lookup::Miss),
+        matches!(c.lookup(b"s:a", true, &Clock::default()), Lookup::Miss),
         "window passed"
     );
     c.verified();
-    assert!(matches!(c.lookup(b"s:a", true), Lookup::Miss));
+    assert!(matches!(
+        c.lookup(b"s:a", true, &Clock::default()),
+        Lookup::Miss
+    ));
     assert!(c.is_empty_for_tests());
 }
 
@@ -177,12 +183,12 @@ fn a_string_entry_holds_the_get_reply_next_to_its_key() {
     assert!(c.fill(&t, &key("s:a"), value("a\r\nb"), -1, &ns));
     let hash = Data::Hash(vec![(key("f"), key("v"))]);
     assert!(c.fill(&t, &key("s:h"), hash.clone(), -1, &ns));
-    let Lookup::Fresh(e) = c.lookup(b"s:a", false) else {
+    let Lookup::Fresh(e) = c.lookup(b"s:a", false, &Clock::default()) else {
         panic!("filled")
     };
     assert_eq!(e.bulk(), Some(&b"$4\r\na\r\nb\r\n"[..]));
     assert_eq!(owned(e.data()), value("a\r\nb"));
-    let Lookup::Fresh(e) = c.lookup(b"s:h", false) else {
+    let Lookup::Fresh(e) = c.lookup(b"s:h", false, &Clock::default()) else {
         panic!("filled")
     };
     assert_eq!((e.bulk(), owned(e.data())), (None, hash));
@@ -301,4 +307,24 @@ fn only_a_plain_set_names_the_value_it_leaves() {
     ] {
         assert_eq!(plan::plain_set(&args(other)), None, "{other}");
     }
+}
+
+#[test]
+fn expiry_is_checked_against_the_clock_s_first_reading_until_it_is_reset() {
+    let c = Arc::new(Cache::new(
+        1 << 20,
+        Duration::from_millis(300),
+        Duration::from_secs(5),
+    ));
+    c.verified();
+    let ns = c.stats_for("session");
+    let t = c.begin_fill(vec![key("s:a")]).expect("live");
+    assert!(c.fill(&t, &key("s:a"), value("1"), -1, &ns));
+    let clock = Clock::default();
+    assert!(matches!(c.lookup(b"s:a", false, &clock), Lookup::Fresh(_)));
+    std::thread::sleep(Duration::from_millis(350));
+    // Past max_ttl, but the batch's clock was read before: the key was live then.
+    assert!(matches!(c.lookup(b"s:a", false, &clock), Lookup::Fresh(_)));
+    clock.reset();
+    assert!(matches!(c.lookup(b"s:a", false, &clock), Lookup::Miss));
 }

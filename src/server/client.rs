@@ -218,6 +218,8 @@ pub struct Client<R, W> {
     /// This batch is a pipeline and other clients are connected: if it is answered
     /// without Redis, its replies wait for theirs (see [`Client::drain`]).
     gather: bool,
+    /// The time cache hits of the batch being served are checked against.
+    clock: cache::Clock,
     out: BytesMut,
     decoder: RequestDecoder,
     pub conn: Conn,
@@ -303,6 +305,7 @@ where
             streaming: false,
             last_in_batch: false,
             gather: false,
+            clock: cache::Clock::default(),
             out: BytesMut::new(),
             decoder: RequestDecoder::new(limits),
             conn: Conn {
@@ -536,6 +539,9 @@ where
         // operations) and again after anything that waited, which may have been long
         // enough for a reload to matter (a blocking command, a pinned connection).
         let mut live = self.ctx.live();
+        // The clock likewise: hits are checked against a time after every request of
+        // the batch arrived (see `cache::Clock`).
+        self.clock.reset();
         for req in batch.drain(..) {
             if self.quit {
                 break;
@@ -551,10 +557,12 @@ where
             if let Some(routed) = self.route_start(req, &live) {
                 Box::pin(self.route(routed)).await?;
                 live = self.ctx.live();
+                self.clock.reset();
             }
             if !self.unsent.is_empty() {
                 Box::pin(self.send_unsent()).await;
                 live = self.ctx.live();
+                self.clock.reset();
             }
         }
         Box::pin(self.drain()).await
@@ -850,6 +858,7 @@ where
             pinned: self.pinned.is_some() || self.session.multi,
             prefix: extra.prefix.as_ref().map(|p| &p.prefix),
             fail_fast_after,
+            clock: &self.clock,
         };
         match cache::plan::plan(cache, &live.namespaces, &view, &req.args, out) {
             Plan::Pass => false,
@@ -999,6 +1008,7 @@ where
             pinned: false,
             prefix: None,
             fail_fast_after: Duration::ZERO,
+            clock: &self.clock,
         };
         if !cache::plan::fast_hit(cache, &live.namespaces, &view, &req.args, out) {
             return false;
