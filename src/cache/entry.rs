@@ -35,16 +35,31 @@ const MISSING: u8 = 0;
 const STR: u8 = 1;
 const HASH: u8 = 2;
 
-fn read_u64(buf: &[u8], at: usize) -> u64 {
+/// The header, or zeros for a buffer too short to hold one (which `stored` never makes).
+fn head(buf: &[u8]) -> &[u8; HEADER] {
+    buf.first_chunk::<HEADER>().unwrap_or(&[0; HEADER])
+}
+
+fn read_u64(head: &[u8; HEADER], at: usize) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&buf[at..at + 8]);
+    b.copy_from_slice(&head[at..at + 8]);
     u64::from_ne_bytes(b)
 }
 
-fn key_of(buf: &[u8]) -> &[u8] {
+fn key_len(head: &[u8; HEADER]) -> usize {
     let mut b = [0u8; 4];
-    b.copy_from_slice(&buf[KEY_LEN..KEY_LEN + 4]);
-    &buf[HEADER..HEADER + u32::from_ne_bytes(b) as usize]
+    b.copy_from_slice(&head[KEY_LEN..KEY_LEN + 4]);
+    u32::from_ne_bytes(b) as usize
+}
+
+fn key_of(buf: &[u8]) -> &[u8] {
+    buf.get(HEADER..HEADER + key_len(head(buf)))
+        .unwrap_or_default()
+}
+
+/// What follows the key: a string's `GET` reply.
+fn tail(buf: &[u8]) -> &[u8] {
+    buf.get(HEADER + key_len(head(buf))..).unwrap_or_default()
 }
 
 /// The store's key: an entry's allocation, hashed and compared by the key it holds, so
@@ -88,7 +103,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// An entry and the key to store it under. Everything is copied, since `key` and
+    /// An entry and the key to store it under (`None` for a key too long to hold).
+    /// Everything is copied, since `key` and
     /// `data` may be slices of a connection's read buffer, which an entry must not keep
     /// alive.
     pub(super) fn stored(
@@ -97,13 +113,14 @@ impl Entry {
         gen: u64,
         expires_ns: u64,
         ns: u16,
-    ) -> (Key, Entry) {
+    ) -> Option<(Key, Entry)> {
         let (kind, value_len) = match &data {
             Data::Str(v) => (STR, v.len()),
             Data::Hash(_) => (HASH, 0),
             Data::Missing => (MISSING, 0),
         };
-        let key_len = u32::try_from(key.len()).expect("keys are bounded by the bulk limit");
+        // A key of 4 GiB or more (possible only with a raised bulk limit) is not cached.
+        let key_len = u32::try_from(key.len()).ok()?;
         let mut buf = BytesMut::with_capacity(HEADER + key.len() + value_len + 24);
         buf.extend_from_slice(&gen.to_ne_bytes());
         buf.extend_from_slice(&expires_ns.to_ne_bytes());
@@ -126,22 +143,23 @@ impl Entry {
             Data::Missing => None,
         };
         let buf: Arc<[u8]> = Arc::from(&buf[..]);
-        (Key(buf.clone()), Entry { buf, fields })
+        Some((Key(buf.clone()), Entry { buf, fields }))
     }
 
     /// The stream generation it was filled under.
     pub(super) fn gen(&self) -> u64 {
-        read_u64(&self.buf, GEN)
+        read_u64(head(&self.buf), GEN)
     }
 
     /// When it stops being served, in nanoseconds from the cache's epoch.
     pub(super) fn expires_ns(&self) -> u64 {
-        read_u64(&self.buf, EXPIRES)
+        read_u64(head(&self.buf), EXPIRES)
     }
 
     /// The id of its namespace's counters.
     pub(super) fn ns(&self) -> u16 {
-        u16::from_ne_bytes([self.buf[NS], self.buf[NS + 1]])
+        let h = head(&self.buf);
+        u16::from_ne_bytes([h[NS], h[NS + 1]])
     }
 
     pub fn key(&self) -> &[u8] {
@@ -151,17 +169,18 @@ impl Entry {
     /// For a string: the whole reply to `GET` (`$len CRLF value CRLF`, the same in
     /// RESP2 and RESP3), so a hit is one copy.
     pub fn bulk(&self) -> Option<&[u8]> {
-        (self.buf[KIND] == STR).then(|| &self.buf[HEADER + self.key().len()..])
+        (head(&self.buf)[KIND] == STR).then(|| tail(&self.buf))
     }
 
     /// What it holds.
     pub fn data(&self) -> DataRef<'_> {
-        match (self.buf[KIND], &self.fields) {
+        let h = head(&self.buf);
+        match (h[KIND], &self.fields) {
             (STR, _) => {
-                let bulk = &self.buf[HEADER + self.key().len()..];
-                let len = read_u64(&self.buf, VALUE_LEN) as usize;
-                let start = bulk.len() - len - 2;
-                DataRef::Str(&bulk[start..start + len])
+                let bulk = tail(&self.buf);
+                let len = read_u64(h, VALUE_LEN) as usize;
+                let start = bulk.len().saturating_sub(len + 2);
+                DataRef::Str(bulk.get(start..start + len).unwrap_or_default())
             }
             (HASH, Some(fields)) => DataRef::Hash(fields),
             _ => DataRef::Missing,
@@ -203,7 +222,8 @@ mod tests {
             7,
             u64::MAX - 1,
             513,
-        );
+        )
+        .unwrap();
         assert_eq!(key.bytes(), b"s:a");
         assert_eq!(e.key(), b"s:a");
         assert_eq!((e.gen(), e.expires_ns(), e.ns()), (7, u64::MAX - 1, 513));
@@ -211,22 +231,22 @@ mod tests {
         assert_eq!(e.data(), DataRef::Str(b"a\r\nb"));
         assert_eq!(e.weight(), (3 + 4 + super::super::ENTRY_OVERHEAD) as u64);
 
-        let (_, e) = Entry::stored(b"", Data::Str(Bytes::new()), 0, 0, 0);
+        let (_, e) = Entry::stored(b"", Data::Str(Bytes::new()), 0, 0, 0).unwrap();
         assert_eq!((e.key(), e.bulk()), (&b""[..], Some(&b"$0\r\n\r\n"[..])));
         assert_eq!(e.data(), DataRef::Str(b""));
 
         let fields = vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))];
-        let (_, e) = Entry::stored(b"s:h", Data::Hash(fields.clone()), 1, 2, 3);
+        let (_, e) = Entry::stored(b"s:h", Data::Hash(fields.clone()), 1, 2, 3).unwrap();
         assert_eq!((e.bulk(), e.data()), (None, DataRef::Hash(&fields)));
-        let (_, e) = Entry::stored(b"s:m", Data::Missing, 1, 2, 3);
+        let (_, e) = Entry::stored(b"s:m", Data::Missing, 1, 2, 3).unwrap();
         assert_eq!((e.bulk(), e.data()), (None, DataRef::Missing));
     }
 
     #[test]
     fn a_key_hashes_and_compares_as_the_bytes_it_holds() {
-        let (a, _) = Entry::stored(b"s:a", Data::Missing, 1, 2, 3);
-        let (b, _) = Entry::stored(b"s:a", Data::Str(Bytes::from_static(b"x")), 9, 9, 9);
-        let (c, _) = Entry::stored(b"s:b", Data::Missing, 1, 2, 3);
+        let (a, _) = Entry::stored(b"s:a", Data::Missing, 1, 2, 3).unwrap();
+        let (b, _) = Entry::stored(b"s:a", Data::Str(Bytes::from_static(b"x")), 9, 9, 9).unwrap();
+        let (c, _) = Entry::stored(b"s:b", Data::Missing, 1, 2, 3).unwrap();
         assert_eq!(hash_of(&a), hash_of(&b"s:a"[..]));
         assert!(a == b && a != c);
         let borrowed: &[u8] = a.borrow();

@@ -260,13 +260,17 @@ impl Cache {
     /// `at` in nanoseconds from the epoch (saturating: an expiry centuries away is
     /// the same as none).
     fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        let d = at.saturating_duration_since(self.epoch);
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
     }
 
     /// Store `data` under `key`, filled under generation `gen`, served until `expires`.
     fn put(&self, key: &[u8], data: Data, gen: u64, expires: Instant, ns: &NsStats) {
-        let (key, entry) = Entry::stored(key, data, gen, self.nanos(expires), ns.id);
-        self.store.insert(key, entry);
+        if let Some((key, entry)) = Entry::stored(key, data, gen, self.nanos(expires), ns.id) {
+            self.store.insert(key, entry);
+        }
     }
 
     /// Mark reads of `keys` in flight before they are sent. `None` while the stream is
