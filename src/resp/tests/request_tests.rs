@@ -105,10 +105,26 @@ fn args_are_slices_of_raw() {
     let requests = decode_whole(PIPELINE).unwrap();
     for request in &requests {
         let range = request.raw.as_ptr_range();
-        for arg in &request.args {
-            assert!(range.contains(&arg.as_ptr()) || arg.is_empty());
+        for (i, arg) in request.args.iter().enumerate() {
+            // The commonest names are static copies (no reference count on the buffer).
+            let interned = i == 0 && [&b"GET"[..], b"get", b"SET", b"set"].contains(&&arg[..]);
+            assert!(range.contains(&arg.as_ptr()) || arg.is_empty() || interned);
         }
     }
+}
+
+#[test]
+fn common_names_are_static_and_keep_the_client_s_case() {
+    let mut buf =
+        BytesMut::from(&b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n*2\r\n$3\r\nGeT\r\n$1\r\nk\r\n"[..]);
+    let mut d = RequestDecoder::new(limits());
+    let a = d.decode(&mut buf).unwrap().unwrap();
+    let b = d.decode(&mut buf).unwrap().unwrap();
+    assert_eq!((&a.args[0][..], &b.args[0][..]), (&b"get"[..], &b"GeT"[..]));
+    // Lower and upper case are static; a mixed case stays a slice of the request.
+    assert!(!a.raw.as_ptr_range().contains(&a.args[0].as_ptr()));
+    assert!(b.raw.as_ptr_range().contains(&b.args[0].as_ptr()));
+    assert_eq!(a.raw, Bytes::from_static(b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n"));
 }
 
 #[test]
