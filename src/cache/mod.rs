@@ -39,8 +39,8 @@ pub use stats::{NsStats, Snapshot};
 /// Bytes an entry is charged beyond its key and value, so that the process stays
 /// within `max_bytes` + 30 MB while the cache is full and churning.
 ///
-/// The entry's own allocations (map slot, queue slot, the `Arc`ed entry, the
-/// shared buffer header, expiry and bookkeeping) come to about 270 bytes. The
+/// The entry's own memory (the store's slot and hash-table room, the allocation's
+/// counts and header, the allocator's own header) comes to about 150 bytes. The
 /// rest is what the allocator keeps under steady eviction and refill: glibc's
 /// free lists hold the holes that evicted entries of other sizes leave behind.
 /// Measured with `benches/cache.sh` step 3 (200k keys of 1 KiB, 50 clients at
