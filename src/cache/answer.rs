@@ -21,6 +21,7 @@ pub enum Data {
     Missing,
 }
 
+#[cfg(test)]
 impl Data {
     /// A view of it, which is what replies are encoded from.
     pub fn view(&self) -> DataRef<'_> {
