@@ -86,14 +86,32 @@ impl Policy {
 
     /// Allow or refuse one request.
     pub fn check(&self, args: &[Bytes]) -> Result<(), Denied> {
-        if self.denied_names.is_empty() && self.denied_subcommands.is_empty() {
-            return Ok(());
-        }
         let Some(first) = args.first() else {
             return Ok(());
         };
-        if !self.screen.may_deny(first) {
+        let Some(name_denied) = self.denial(first, args.get(1).map(|a| &a[..])) else {
             return Ok(());
+        };
+        let (name, sub) = display_name(args);
+        let what = if name_denied {
+            name
+        } else {
+            sub.unwrap_or(name)
+        };
+        Err(Denied(format!(
+            "'{what}' is refused by the sidecar's policy (policy.deny_commands); run it against Redis directly if an operator really needs it"
+        )))
+    }
+
+    /// Whether a request named `first` (with `second` after it) is refused: `Some(true)`
+    /// by its name, `Some(false)` by its subcommand, `None` when allowed.
+    #[inline]
+    pub fn denial(&self, first: &[u8], second: Option<&[u8]>) -> Option<bool> {
+        if self.denied_names.is_empty() && self.denied_subcommands.is_empty() {
+            return None;
+        }
+        if !self.screen.may_deny(first) {
+            return None;
         }
         let mut name_buf = [0u8; 32];
         let owned;
@@ -104,27 +122,17 @@ impl Policy {
                 &owned
             }
         };
-        let name_denied = self.denied_names.contains(name);
-        let sub_denied = !name_denied
-            && match (self.denied_subcommands.get(name), args.get(1)) {
-                (Some(subs), Some(sub)) => {
-                    let mut sub_buf = [0u8; 32];
-                    upper(sub, &mut sub_buf).is_some_and(|sub| subs.contains(sub))
-                }
-                _ => false,
-            };
-        if !name_denied && !sub_denied {
-            return Ok(());
+        if self.denied_names.contains(name) {
+            return Some(true);
         }
-        let (name, sub) = display_name(args);
-        let what = if name_denied {
-            name
-        } else {
-            sub.unwrap_or(name)
+        let sub_denied = match (self.denied_subcommands.get(name), second) {
+            (Some(subs), Some(sub)) => {
+                let mut sub_buf = [0u8; 32];
+                upper(sub, &mut sub_buf).is_some_and(|sub| subs.contains(sub))
+            }
+            _ => false,
         };
-        Err(Denied(format!(
-            "'{what}' is refused by the sidecar's policy (policy.deny_commands); run it against Redis directly if an operator really needs it"
-        )))
+        sub_denied.then_some(false)
     }
 }
 

@@ -787,3 +787,62 @@ fn pipelined_misses_from_many_clients_overrunning_the_queue_are_answered_in_orde
         }
     }
 }
+
+/// Cached GETs at the front of a pipeline are answered where they lie in the input;
+/// whatever follows them (a miss, a write, a lock read, more hits) takes the usual
+/// path, and every reply comes back in order, counted once.
+#[test]
+fn a_pipeline_of_hits_and_other_commands_is_answered_in_order() {
+    let redis = RedisServer::start();
+    redis.cmd(&["SET", "session:a", "1"]);
+    redis.cmd(&["SET", "session:b", "2"]);
+    redis.cmd(&["SET", "lock:l", "held"]);
+    let a = Sidecar::start(&config(&redis).admin());
+    wait_live(&a);
+    let mut c = a.conn();
+    assert_reply(&c.cmd_str(&["GET", "session:a"]), &bulk("1"));
+    assert_reply(&c.cmd_str(&["GET", "session:b"]), &bulk("2"));
+    let gets = calls(&redis, "get");
+    let mut pipeline = Vec::new();
+    for args in [
+        &["GET", "session:a"][..],
+        &["get", "session:a"],
+        &["GET", "session:b"],
+        &["GET", "lock:l"],
+        &["GET", "session:a"],
+        &["SET", "session:a", "3"],
+        &["GET", "session:a"],
+        &["GET", "session:b"],
+    ] {
+        pipeline.extend_from_slice(&common::encode_str(args));
+    }
+    c.send(&pipeline);
+    let replies = c.read_replies(8);
+    let want: [&[u8]; 8] = [
+        &bulk("1"),
+        &bulk("1"),
+        &bulk("2"),
+        &bulk("held"),
+        &bulk("1"),
+        b"+OK\r\n",
+        &bulk("3"),
+        &bulk("2"),
+    ];
+    for (got, want) in replies.iter().zip(want) {
+        assert_reply(got, want);
+    }
+    // Only the lock read (never cached) and the read behind the write (read-your-writes)
+    // reached Redis.
+    assert_eq!(calls(&redis, "get"), gets + 2);
+    let body = common::http::get(a.admin_addr(), "/metrics")
+        .expect("scrape")
+        .body;
+    let gets_counted = body
+        .lines()
+        .find(|l| l.starts_with("sidecar_commands_total{command=\"GET\",outcome=\"ok\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("no GET series in {body}"))
+        .to_string();
+    assert_eq!(gets_counted, "9", "every GET counted once");
+    assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
+}

@@ -257,10 +257,34 @@ pub fn fast_hit(
         return false;
     };
     let single = read_keys(name, args.len()).is_some_and(|keys| keys.len() == 1);
-    if !single || !cache.is_live() || view.prefix.is_some() {
+    single && db0_hit(cache, namespaces, view, name, args, &args[1], out)
+}
+
+/// [`fast_hit`] for a `GET key` read in place from the client's input (no request
+/// built: `key` is a slice of the input buffer).
+pub fn get_hit(
+    cache: &Arc<Cache>,
+    namespaces: &Namespaces,
+    view: &View<'_>,
+    key: &[u8],
+    out: &mut BytesMut,
+) -> bool {
+    db0_hit(cache, namespaces, view, b"GET", &[], key, out)
+}
+
+/// The fresh hit of [`fast_hit`] and [`get_hit`]: single-key read `name` of `key`.
+fn db0_hit(
+    cache: &Arc<Cache>,
+    namespaces: &Namespaces,
+    view: &View<'_>,
+    name: &[u8],
+    args: &[Bytes],
+    key: &[u8],
+    out: &mut BytesMut,
+) -> bool {
+    if !cache.is_live() || view.prefix.is_some() {
         return false;
     }
-    let key = &args[1];
     let Some(ns) = namespaces.of_key(key) else {
         return false;
     };
@@ -281,11 +305,11 @@ pub fn fast_hit(
 fn single_hit(
     r: &Read<'_>,
     ns: Option<&Namespace>,
-    key: &Bytes,
+    key: &[u8],
     out: &mut BytesMut,
 ) -> Option<Plan> {
     let (cache, view, name, args) = (r.cache, r.view, r.name, r.args);
-    if view.pinned || view.written.contains(key) {
+    if view.pinned || view.written.iter().any(|w| w[..] == *key) {
         return None;
     }
     let ns = ns?;

@@ -24,7 +24,9 @@ mod tests;
 
 pub use encode::{encode, Protocol, Reply};
 pub use reply::{is_push, ReplyScanner};
-pub use request::{encode_prefixed, write_prefixed, Request, RequestDecoder, RequestLimits};
+pub use request::{
+    encode_prefixed, write_prefixed, PeekedGet, Request, RequestDecoder, RequestLimits,
+};
 
 /// A malformed frame. The connection that produced it cannot be resynchronised.
 ///

@@ -143,6 +143,15 @@ fn static_name(name: &[u8]) -> Option<Bytes> {
     }))
 }
 
+/// Where [`RequestDecoder::peek_get`] found a `GET key`: its name and key as ranges
+/// of the buffer, and the whole frame's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekedGet {
+    pub name: std::ops::Range<usize>,
+    pub key: std::ops::Range<usize>,
+    pub len: usize,
+}
+
 /// Outcome of one step on the frame at the front of the buffer.
 enum Step {
     Done(Request),
@@ -226,6 +235,42 @@ impl RequestDecoder {
             args.push(raw.slice(at..at + len));
         }
         Some(Request { raw, args })
+    }
+
+    /// A whole `GET key` at the front of `buf`, in the plain form every client library
+    /// sends (`*2`, `$3`, any case of `GET`, the key): where its name and key lie and how
+    /// long it is. Read in place, without splitting it off, so a client loop can answer a
+    /// cache hit with no request built (see `Client::hits_in_place`). `None` for
+    /// anything else, or with a frame begun and not finished; [`Self::decode`] then
+    /// takes it as usual, and gives the same request wherever this gives one.
+    pub fn peek_get(&self, buf: &[u8]) -> Option<PeekedGet> {
+        // `*2\r\n$3\r\nGET\r\n` (the name in any case) in two comparisons; anything else
+        // is left to `decode`. Setting bit 5 lower-cases a letter, and only `G`/`g`,
+        // `E`/`e` and `T`/`t` become `g`, `e` and `t`.
+        const HEAD: u64 = u64::from_ne_bytes(*b"*2\r\n$3\r\n");
+        const NAME: u64 = u64::from_ne_bytes(*b"get\r\n\0\0\0");
+        const CASE: u64 = u64::from_ne_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
+        const MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]);
+        let word = |at: usize| buf.get(at..at + 8).and_then(|w| w.first_chunk::<8>());
+        let (Some(head), Some(name)) = (word(0), word(8)) else {
+            return None;
+        };
+        if u64::from_ne_bytes(*head) != HEAD
+            || (u64::from_ne_bytes(*name) | CASE) & MASK != NAME
+            || !matches!(self.state, State::Start)
+            || self.limits.max_array_len < 2
+        {
+            return None;
+        }
+        let (len, key) = small_header(buf, 13, b'$')?;
+        if len > self.limits.max_bulk_len || key + len + 2 > buf.len() {
+            return None;
+        }
+        Some(PeekedGet {
+            name: 8..11,
+            key: key..key + len,
+            len: key + len + 2,
+        })
     }
 
     fn reset(&mut self) {

@@ -349,3 +349,47 @@ proptest::proptest! {
         proptest::prop_assert_eq!(spliced, full);
     }
 }
+
+/// Wherever `peek_get` finds a `GET key`, `decode` gives that same request from the
+/// same bytes: every prefix of a few frames, valid and not.
+#[test]
+fn peek_get_agrees_with_decode() {
+    let frames: [&[u8]; 9] = [
+        b"*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n",
+        b"*2\r\n$3\r\ngEt\r\n$0\r\n\r\n",
+        b"*2\r\n$3\r\nGET\r\n$13\r\nk\r\ney\0with\r\nx\r\n",
+        b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n",
+        b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+        b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n",
+        b"*2\r\n$3\r\nGET\r\n$-1\r\n",
+        b"*2\r\n$4\r\nGETX\r\n$1\r\nk\r\n",
+        b"GET k\r\n",
+    ];
+    let mut peeked = 0;
+    for frame in frames {
+        for cut in 0..=frame.len() {
+            let input = &frame[..cut];
+            let decoder = RequestDecoder::new(limits());
+            let Some(get) = decoder.peek_get(input) else {
+                continue;
+            };
+            peeked += 1;
+            let mut buf = BytesMut::from(input);
+            let mut d = RequestDecoder::new(limits());
+            let req = d.decode(&mut buf).unwrap().expect("a whole request");
+            assert_eq!(req.raw.len(), get.len, "{input:?}");
+            assert_eq!(req.args.len(), 2);
+            assert_eq!(&req.args[0][..], &input[get.name.clone()]);
+            assert_eq!(&req.args[1][..], &input[get.key.clone()]);
+            assert!(req.args[0].eq_ignore_ascii_case(b"GET"));
+        }
+    }
+    // The three whole GETs, each only once complete.
+    assert_eq!(peeked, 3);
+    let small = RequestLimits {
+        max_bulk_len: 4,
+        ..limits()
+    };
+    let long = b"*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n";
+    assert!(RequestDecoder::new(small).peek_get(long).is_none());
+}
