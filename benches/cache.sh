@@ -4,7 +4,10 @@
 # 1. cached GET through the sidecar vs GET on Redis directly (redis-benchmark,
 #    50 clients, -P 1 and -P 16, 10k keys of 256 bytes that fit the cache),
 #    interleaved for ROUNDS rounds (alternating which goes first); medians, the
-#    ratio sidecar/direct, and the spread of the per-round ratios;
+#    ratio sidecar/direct, and the spread of the per-round ratios; then the CPU
+#    per request of the server answering (Redis, or the sidecar's hit) and
+#    redis-benchmark's own CPU over its wall time, which shows when the load
+#    generator itself sets the figure (at -P 1 on 2 CPUs it does);
 # 2. a session workload over 10k keys with two sidecars: 90% reads / 10% writes,
 #    reads and writes through both sidecars at once; upstream GETs (Redis's
 #    commandstats) as a share of client reads, for keys read through both
@@ -83,6 +86,28 @@ rps() {
     redis-benchmark -p "$port" -q "$@" | tr '\r' '\n' | awk '/requests per second/ {print $2}' | tail -n 1
 }
 
+# cpu_ticks PID: user + system CPU of a process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# measured PORT PID N ARGS...: rps of one redis-benchmark run of N requests, then
+# the server's CPU per request in microseconds and redis-benchmark's own CPU as a
+# share of its wall time (near 1.0: the load generator itself is the limit).
+measured() {
+    local port="$1" pid="$2" n="$3" before after times r
+    shift 3
+    before="$(cpu_ticks "$pid")"
+    times="$(mktemp)"
+    r="$( { TIMEFORMAT='%R %U %S'; time rps "$port" -n "$n" "$@"; } 2>"$times")"
+    after="$(cpu_ticks "$pid")"
+    python3 - "$r" "$n" "$before" "$after" "$(getconf CLK_TCK)" "$(tail -n 1 "$times")" <<'PY'
+import sys
+r, n, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+real, user, sys_ = (float(x) for x in sys.argv[6].split())
+print(r, f"{(after - before) / hz * 1e6 / n:.2f}", f"{(user + sys_) / real:.2f}")
+PY
+    rm -f "$times"
+}
+
 median() { python3 -c 'import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))' "$@"; }
 
 get_calls() {
@@ -92,9 +117,11 @@ get_calls() {
 
 read -r REDIS_PORT A_PORT B_PORT C_PORT <<<"$(free_ports 4)"
 start_redis redis "$REDIS_PORT"
+REDIS_PID="${PIDS[-1]}"
 log "loading 10k keys of 256 bytes"
 redis-benchmark -p "$REDIS_PORT" -q -t set -r 10000 -n 100000 -d 256 -P 16 >/dev/null
 start_sidecar sidecar-a "$A_PORT" "$REDIS_PORT" 64MiB
+A_PID="$SIDECAR_PID"
 start_sidecar sidecar-b "$B_PORT" "$REDIS_PORT" 64MiB
 redis-benchmark -p "$A_PORT" -q -t get -r 10000 -n 100000 -P 16 >/dev/null
 
@@ -102,20 +129,30 @@ echo "## 1. Cached GET vs Redis directly (50 clients, 10k keys, 256 bytes, $ROUN
 echo
 echo "| -P | direct rps | sidecar (cached) rps | sidecar/direct | per-round ratios: min / median / max (rounds >= 1.0) |"
 echo "|---|---|---|---|---|"
+cpu_rows=()
 for depth in 1 16; do
     direct=()
     sidecar=()
+    direct_cpu=()
+    sidecar_cpu=()
+    bench_share=()
     n="$REQUESTS"
     [ "$depth" = 1 ] || n="$REQUESTS_P16"
     for round in $(seq "$ROUNDS"); do
         # Alternate which goes first, so a drift in the machine's speed favours neither.
-        if [ $((round % 2)) = 1 ]; then
-            direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
-            sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
-        else
-            sidecar+=("$(rps "$A_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
-            direct+=("$(rps "$REDIS_PORT" -t get -c 50 -r 10000 -n "$n" -P "$depth")")
-        fi
+        for target in direct sidecar; do
+            [ $((round % 2)) = 1 ] || target="$([ "$target" = direct ] && echo sidecar || echo direct)"
+            if [ "$target" = direct ]; then
+                read -r r c b <<<"$(measured "$REDIS_PORT" "$REDIS_PID" "$n" -t get -c 50 -r 10000 -P "$depth")"
+                direct+=("$r")
+                direct_cpu+=("$c")
+            else
+                read -r r c b <<<"$(measured "$A_PORT" "$A_PID" "$n" -t get -c 50 -r 10000 -P "$depth")"
+                sidecar+=("$r")
+                sidecar_cpu+=("$c")
+            fi
+            bench_share+=("$b")
+        done
     done
     d="$(median "${direct[@]}")"
     s="$(median "${sidecar[@]}")"
@@ -128,7 +165,14 @@ print(f"{r[0]:.2f} / {statistics.median(r):.2f} / {r[-1]:.2f} ({sum(x >= 1.0 for
 PY
 )"
     echo "| $depth | $d | $s | $(python3 -c "print(f'{$s/$d:.2f}x')") | $spread |"
+    cpu_rows+=("| $depth | $(python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "${direct_cpu[@]}") | $(python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "${sidecar_cpu[@]}") | $(python3 -c 'import sys; v=sorted(float(x) for x in sys.argv[1:]); print(f"{v[0]:.2f} / {v[len(v)//2]:.2f} / {v[-1]:.2f}")' "${bench_share[@]}") |")
 done
+echo
+echo "CPU per request of the server answering (Redis directly, or the sidecar's cache hit), medians, and redis-benchmark's own CPU over its wall time (min / median / max over every run; near 1.00 it is the load generator, not the server, that sets the rps):"
+echo
+echo "| -P | Redis CPU per GET, us | sidecar CPU per hit, us | redis-benchmark CPU / wall |"
+echo "|---|---|---|---|"
+printf '%s\n' "${cpu_rows[@]}"
 echo
 
 echo "## 2. Session workload, two sidecars, 90% reads / 10% writes over 10k keys"
