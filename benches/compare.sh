@@ -5,7 +5,9 @@
 # Runs `redis-benchmark -t get,set -c 50 -d 256 -r 10000` at -P 1 and -P 16
 # against every target, interleaved, for ROUNDS rounds, and prints a markdown
 # table of median rps, median p99 and the sidecar's ratios, then the spread of
-# the ratios between runs of the same round. Then measures the
+# the ratios between runs of the same round, then the CPU per request of
+# each target's process and of Redis behind it (from /proc) with
+# redis-benchmark's own CPU over its wall time. Then measures the
 # RSS cost of idle client connections (benches/idle_clients.py).
 #
 # Environment (all optional):
@@ -87,7 +89,8 @@ source "$ROOT/scripts/lib/topology.sh"
 # Targets: parallel arrays of name and port. Adding a target is one line.
 TARGET_NAMES=()
 TARGET_PORTS=()
-add_target() { TARGET_NAMES+=("$1"); TARGET_PORTS+=("$2"); }
+# add_target NAME PORT PID: PID is the process that serves the port (its CPU is read).
+add_target() { TARGET_NAMES+=("$1"); TARGET_PORTS+=("$2"); TARGET_PIDS+=("$3"); }
 
 start_redis() {
     local port="$1"
@@ -152,15 +155,16 @@ fi
 read -r REDIS_PORT TWEM_PORT TWEM_STATS_PORT SIDECAR_PORT SIDECAR_X_PORT <<<"$(free_ports 5)"
 
 start_redis "$REDIS_PORT"
-add_target direct "$REDIS_PORT"
+REDIS_PID="${PIDS[-1]}"
+add_target direct "$REDIS_PORT" "$REDIS_PID"
 
 start_twemproxy "$TWEM_PORT" "$TWEM_STATS_PORT" "$REDIS_PORT"
-add_target twemproxy "$TWEM_PORT"
+add_target twemproxy "$TWEM_PORT" "${PIDS[-1]}"
 
 SIDECAR_PID=""
 if [ "$SKIP_SIDECAR" != 1 ]; then
     start_sidecar sidecar "$SIDECAR_PORT" "$REDIS_PORT" "$SIDECAR_CONFIG_BASE"
-    add_target sidecar "$SIDECAR_PORT"
+    add_target sidecar "$SIDECAR_PORT" "$SIDECAR_PID"
     MAIN_SIDECAR_PID="$SIDECAR_PID"
     if [ -n "${SIDECAR_EXTRA_TOML:-}" ] || [ -n "${SIDECAR_EXTRA_SERVER:-}" ]; then
         extra_base="$SIDECAR_CONFIG_BASE"
@@ -169,7 +173,7 @@ if [ "$SKIP_SIDECAR" != 1 ]; then
         fi
         start_sidecar sidecar+extra "$SIDECAR_X_PORT" "$REDIS_PORT" \
             "$extra_base"$'\n'"${SIDECAR_EXTRA_TOML:-}"
-        add_target sidecar+extra "$SIDECAR_X_PORT"
+        add_target sidecar+extra "$SIDECAR_X_PORT" "$SIDECAR_PID"
     fi
     SIDECAR_PID="$MAIN_SIDECAR_PID"
 fi
@@ -187,9 +191,15 @@ echo
 
 RESULTS="$WORK/results.csv"
 echo "target,depth,round,test,rps,p99_ms" >"$RESULTS"
+# Per run: CPU seconds of the target's process and of Redis, and redis-benchmark's
+# own CPU and wall seconds.
+CPU="$WORK/cpu.csv"
+echo "target,depth,round,requests,target_cpu,redis_cpu,bench_cpu,bench_wall" >"$CPU"
+HZ="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_one() {
-    local name="$1" port="$2" depth="$3" round="$4" requests
+    local name="$1" port="$2" depth="$3" round="$4" pid="$5" requests
     case "$depth" in
         1) requests="$REQUESTS_P1" ;;
         *) requests="$REQUESTS_P16" ;;
@@ -199,12 +209,21 @@ run_one() {
         read -r -a extra <<<"$SIDECAR_EXTRA_BENCH"
     fi
     log "round $round: $name -P $depth -n $requests ${extra[*]}"
-    if ! redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
-        -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv >"$WORK/benchmark.out" 2>&1; then
+    local t0 r0 ok=1
+    t0="$(cpu_ticks "$pid")"
+    r0="$(cpu_ticks "$REDIS_PID")"
+    {
+        TIMEFORMAT='%U %S %R'
+        time redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
+            -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv >"$WORK/benchmark.out" 2>&1 || ok=0
+    } 2>"$WORK/time.out"
+    if [ "$ok" != 1 ]; then
         log "redis-benchmark failed against $name:"
         cat "$WORK/benchmark.out" >&2
         exit 1
     fi
+    read -r bu bs bw <"$WORK/time.out"
+    echo "$name,$depth,$round,$((2 * requests)),$(awk -v a="$t0" -v b="$(cpu_ticks "$pid")" -v h="$HZ" 'BEGIN {print (b - a) / h}'),$(awk -v a="$r0" -v b="$(cpu_ticks "$REDIS_PID")" -v h="$HZ" 'BEGIN {print (b - a) / h}'),$(awk -v u="$bu" -v s="$bs" 'BEGIN {print u + s}'),$bw" >>"$CPU"
     # CSV columns (quoted): test,rps,avg,min,p50,p95,p99,max latency in ms.
     tr -d '"' <"$WORK/benchmark.out" |
         awk -F, -v t="$name" -v d="$depth" -v r="$round" \
@@ -222,7 +241,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         # Rotate the starting target each round so none always runs first.
         for ((i = 0; i < count; i++)); do
             j=$(((i + round - 1) % count))
-            run_one "${TARGET_NAMES[$j]}" "${TARGET_PORTS[$j]}" "$depth" "$round"
+            run_one "${TARGET_NAMES[$j]}" "${TARGET_PORTS[$j]}" "$depth" "$round" "${TARGET_PIDS[$j]}"
         done
     done
 done
@@ -297,6 +316,29 @@ for test, depth in sorted({(k[0], k[1]) for k in runs}, key=lambda k: (k[1], k[0
             f" ({ahead} of {len(ratios)})"
         )
     print("| " + " | ".join(cells) + " |")
+PY
+
+python3 - "$CPU" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print()
+print("CPU per request (GET and SET together; medians over the rounds), from /proc, and")
+print("redis-benchmark's own CPU over its wall time (near 1.00: the load generator, not")
+print("the targets, sets the rps):")
+print()
+print("| target | -P | its CPU per request, us | Redis's CPU per request, us | redis-benchmark CPU / wall |")
+print("|---|---|---|---|---|")
+keys = []
+for r in rows:
+    k = (r["target"], int(r["depth"]))
+    if k not in keys:
+        keys.append(k)
+for target, depth in sorted(keys, key=lambda k: (k[1], keys.index(k))):
+    sel = [r for r in rows if (r["target"], int(r["depth"])) == (target, depth)]
+    per = lambda f: statistics.median(float(r[f]) / int(r["requests"]) * 1e6 for r in sel)
+    share = statistics.median(float(r["bench_cpu"]) / float(r["bench_wall"]) for r in sel if float(r["bench_wall"]))
+    own = "(same)" if target == "direct" else f"{per('target_cpu'):.2f}"
+    print(f"| {target} | {depth} | {own} | {per('redis_cpu'):.2f} | {share:.2f} |")
 PY
 
 if [ "$SKIP_SIDECAR" != 1 ] && [ "$IDLE_CLIENTS" -gt 0 ]; then
