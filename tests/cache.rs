@@ -846,3 +846,34 @@ fn a_pipeline_of_hits_and_other_commands_is_answered_in_order() {
     assert_eq!(gets_counted, "9", "every GET counted once");
     assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
 }
+
+/// Hits answered in place count against `server.max_pipeline` like decoded requests:
+/// a pipeline of hits several times the cap is answered whole and in order.
+#[test]
+fn a_pipeline_of_hits_longer_than_max_pipeline_is_answered_whole() {
+    let redis = RedisServer::start();
+    for i in 0..5 {
+        redis.cmd(&["SET", &format!("session:{i}"), &i.to_string()]);
+    }
+    let a = Sidecar::start(&config(&redis).server("max_pipeline = 3"));
+    wait_live(&a);
+    let mut c = a.conn();
+    for i in 0..5 {
+        assert_reply(
+            &c.cmd_str(&["GET", &format!("session:{i}")]),
+            &bulk(&i.to_string()),
+        );
+    }
+    let gets = calls(&redis, "get");
+    let mut pipeline = Vec::new();
+    for n in 0..40 {
+        pipeline.extend_from_slice(&common::encode_str(&["GET", &format!("session:{}", n % 5)]));
+    }
+    pipeline.extend_from_slice(&common::encode_str(&["PING"]));
+    c.send(&pipeline);
+    for (n, reply) in c.read_replies(40).iter().enumerate() {
+        assert_reply(reply, &bulk(&(n % 5).to_string()));
+    }
+    assert_reply(&c.read_reply(), b"+PONG\r\n");
+    assert_eq!(calls(&redis, "get"), gets, "every GET was a hit");
+}

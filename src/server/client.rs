@@ -359,7 +359,8 @@ where
         loop {
             let mut bad = None;
             let (hits, live) = self.hits_in_place(max_pipeline);
-            while batch.len() < max_pipeline {
+            // Hits answered in place count against the pipeline cap like decoded requests.
+            while hits + batch.len() < max_pipeline {
                 match self.decoder.decode(&mut self.inbuf) {
                     Ok(Some(req)) => batch.push(req),
                     Ok(None) => break,
@@ -369,7 +370,7 @@ where
                     }
                 }
             }
-            let batch_full = batch.len() == max_pipeline || hits == max_pipeline;
+            let batch_full = hits + batch.len() == max_pipeline;
             if !batch.is_empty() {
                 if hits == 0 {
                     self.ledger.begin(&self.ctx.metrics);
