@@ -71,6 +71,21 @@ pub struct View<'a> {
     pub clock: &'a Clock,
 }
 
+impl<'a> View<'a> {
+    /// A client in db 0, outside `MULTI` and pinned state, on the path that answers
+    /// hits before the namespace stage ([`fast_hit`], [`get_hit`]).
+    pub fn db0(proto: Protocol, written: &'a [Bytes], clock: &'a Clock) -> View<'a> {
+        View {
+            proto,
+            written,
+            pinned: false,
+            prefix: None,
+            fail_fast_after: Duration::ZERO,
+            clock,
+        }
+    }
+}
+
 /// Where the keys of a cacheable read stand in its arguments (`name` upper case);
 /// `None` for any other command, or a read with the wrong argument count.
 fn read_keys(name: &[u8], argc: usize) -> Option<std::ops::Range<usize>> {

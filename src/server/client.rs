@@ -1029,14 +1029,7 @@ where
         }
         self.clock.reset();
         let written: &[Bytes] = self.ns.as_ref().map_or(&[], |ns| &ns.written);
-        let view = cache::plan::View {
-            proto: self.conn.proto,
-            written,
-            pinned: false,
-            prefix: None,
-            fail_fast_after: Duration::ZERO,
-            clock: &self.clock,
-        };
+        let view = cache::plan::View::db0(self.conn.proto, written, &self.clock);
         let mut answered = 0;
         loop {
             let (name, key) = (&self.inbuf[get.name.clone()], &self.inbuf[get.key.clone()]);
@@ -1085,14 +1078,7 @@ where
             &mut hit.scratch
         };
         let written: &[Bytes] = self.ns.as_ref().map_or(&[], |ns| &ns.written);
-        let view = cache::plan::View {
-            proto: self.conn.proto,
-            written,
-            pinned: false,
-            prefix: None,
-            fail_fast_after: Duration::ZERO,
-            clock: &self.clock,
-        };
+        let view = cache::plan::View::db0(self.conn.proto, written, &self.clock);
         if !cache::plan::fast_hit(cache, &live.namespaces, &view, &req.args, out) {
             return false;
         }
