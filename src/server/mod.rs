@@ -456,9 +456,11 @@ mod size_tests {
             );
             let task = client.run(CancellationToken::new());
             let size = std::mem::size_of_val(&task);
-            // 3 KiB, plus the timer that gives a quiet pipeline's buffers back (24 bytes).
+            // 3 KiB, plus the timer that gives a quiet pipeline's buffers back (24 bytes),
+            // plus 104 bytes since a batch's replies are collected without boxing that
+            // step (a box per batch cost ~430 instructions per request at -P 1).
             assert!(
-                size <= 3 * 1024 + 64,
+                size <= 3 * 1024 + 192,
                 "client task future grew to {size} bytes"
             );
         });
