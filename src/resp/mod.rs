@@ -25,7 +25,8 @@ mod tests;
 pub use encode::{encode, Protocol, Reply};
 pub use reply::{is_push, ReplyScanner};
 pub use request::{
-    encode_prefixed, write_prefixed, PeekedGet, Request, RequestDecoder, RequestLimits,
+    encode_prefixed, write_prefixed, write_prefixed_key, PeekedGet, Request, RequestDecoder,
+    RequestLimits,
 };
 
 /// A malformed frame. The connection that produced it cannot be resynchronised.

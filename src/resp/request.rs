@@ -584,6 +584,25 @@ pub fn write_prefixed(req: &Request, prefix: &[u8], indices: &[usize], out: &mut
     out.extend_from_slice(&raw[last..]);
 }
 
+/// [`write_prefixed`] for a request with one key, at `index`: the same bytes.
+pub fn write_prefixed_key(req: &Request, prefix: &[u8], index: usize, out: &mut BytesMut) {
+    let raw: &[u8] = &req.raw;
+    let spliced = req.args.get(index).and_then(|arg| {
+        let start = (arg.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+        if start + arg.len() + 2 > raw.len() {
+            return None;
+        }
+        Some((header_before(raw, 0, start, arg.len())?, start, arg.len()))
+    });
+    let Some((header_start, start, len)) = spliced else {
+        return encode_prefixed(&req.args, prefix, &[index], out, |_, _| {});
+    };
+    out.extend_from_slice(&raw[..header_start]);
+    put_header(out, b'$', prefix.len() + len);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&raw[start..]);
+}
+
 /// Where the bulk header `$<len>\r\n` that ends at `end` starts, if it is there, in its
 /// shortest form, and starts at or after `from`.
 fn header_before(raw: &[u8], from: usize, end: usize, len: usize) -> Option<usize> {

@@ -38,7 +38,8 @@ use crate::metrics::{Ledger, RefusalRule};
 use crate::migration::Pending;
 use crate::namespace::reply::{self, ExecFix};
 use crate::resp::{
-    write_prefixed, Protocol, Reply, ReplyScanner, Request, RequestDecoder, RequestLimits,
+    write_prefixed, write_prefixed_key, Protocol, Reply, ReplyScanner, Request, RequestDecoder,
+    RequestLimits,
 };
 use crate::upstream::invalidation::{self, Written};
 use crate::upstream::sentinel::PrimaryState;
@@ -671,6 +672,15 @@ where
             // a mapped db's prefix) goes out here, unless the cache has a say (then all of
             // it runs in `route`).
             if !live.namespaces.any_cached() {
+                if let Some(ns) = self.ns.as_deref_mut() {
+                    let one =
+                        keyspace::mapped_one(&live.namespaces, ns.db, &req, &mut ns.key_scratch);
+                    if let Some((prefix, index)) = one {
+                        write_prefixed_key(&req, prefix, index, &mut self.seg);
+                        self.seg_count += 1;
+                        return None;
+                    }
+                }
                 match self.stage(live, &req) {
                     Staged::Forward => self.push_seg(&req, None),
                     Staged::Prefixed(at) if self.push_mapped(live, &req, &at) => {}

@@ -268,6 +268,7 @@ pub(super) struct Scratch {
 
 /// `name` resolved, from `last` when it is the same bytes; `None` when it is longer than
 /// [`NAME_MAX`].
+#[inline]
 fn resolve_name<'a>(last: &'a mut Option<Named>, name: &[u8]) -> Option<&'a Named> {
     // Byte by byte: names are short, shorter than a call to memcmp.
     let same = last
@@ -298,7 +299,9 @@ fn same_short(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     match len {
-        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        0 => true,
+        // The first, middle and last bytes are all of them.
+        1..=3 => a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1],
         4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, len - 4) == u32_at(b, len - 4),
         8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, len - 8) == u64_at(b, len - 8),
         _ => a == b,
@@ -382,6 +385,35 @@ pub(super) fn stage(
         None => checked(cx, cmd, req, found),
         Some(ns) => mapped_keys(cx, ns, named.kind, cmd, req, found),
     }
+}
+
+/// The commonest answer of [`stage`], found ahead of it: in a mapped db whose namespace
+/// has no TTL rules, a command with its one key at a fixed place (GET, SET, HGET...) is
+/// forwarded with that key prefixed. `Some((prefix, index))` only where `stage` answers
+/// `Staged::Prefixed` at `[index]`; `None` leaves the request to `stage`. Skipping the
+/// general stage and its answer's moves spared ~200 of the ~510 user-space instructions
+/// a mapped GET costs over plain forwarding at -P 16 (cachegrind).
+#[inline]
+pub(super) fn mapped_one<'n>(
+    namespaces: &'n Namespaces,
+    db: u32,
+    req: &Request,
+    scratch: &mut Scratch,
+) -> Option<(&'n Bytes, usize)> {
+    if db == 0 {
+        return None;
+    }
+    let ns = namespaces.by_db(db)?;
+    if ns.has_ttl_rules() {
+        return None;
+    }
+    let named = resolve_name(&mut scratch.last, req.args.first()?)?;
+    // Not a container: the table entry is `top` itself, as `stage` would find it.
+    if named.kind != Kind::Keyed || named.container || named.top.is_none() {
+        return None;
+    }
+    let (index, _) = named.fixed_key?;
+    (index < req.args.len()).then_some((&ns.prefix, index))
 }
 
 /// The commands the stage treats by name; `None`: go on with their keys.
@@ -981,6 +1013,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Wherever the shortcut answers, for every command of the table in either case and
+    /// with one to four arguments, the full stage gives the same prefix at the same place.
+    #[test]
+    fn mapped_one_agrees_with_the_stage() {
+        let f = fixture("");
+        let toml = "[[namespace]]\nname = \"locks\"\nprefix = \"l:\"\ndb = 2\nrequire_ttl = true\n";
+        let ruled = Namespaces::new(&Config::from_toml_str(toml).unwrap().namespaces);
+        let mut answered = 0;
+        for cmd in crate::keys::commands() {
+            for name in [cmd.name.to_string(), cmd.name.to_lowercase()] {
+                for n in 0..4 {
+                    let line = [name.as_str(), "a", "b", "c"][..=n].join(" ");
+                    let req = Request::from_args(args(&line));
+                    for db in [0, 2, 3, 4, 5] {
+                        let namespaces = if db == 2 { &ruled } else { &f.namespaces };
+                        let one = mapped_one(namespaces, db, &req, &mut Scratch::default());
+                        let Some((prefix, index)) = one else {
+                            continue;
+                        };
+                        answered += 1;
+                        let cx = StageCtx {
+                            namespaces,
+                            policy: &f.policy,
+                            touch: &f.touch,
+                            unmatched: &f.unmatched,
+                        };
+                        let view = ClientView {
+                            db,
+                            in_multi: false,
+                        };
+                        match stage(&cx, view, &req, &mut Scratch::default()) {
+                            Staged::Prefixed(at) => {
+                                assert_eq!(at.indices(), [index], "{line} in db {db}");
+                                assert_eq!(
+                                    Positions::prefix(namespaces, db),
+                                    Some(prefix),
+                                    "{line} in db {db}"
+                                );
+                            }
+                            other => panic!("{line} in db {db}: the stage gave {other:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // GET, SET, HGET... in db 3 and 5, upper and lower case: the shortcut is taken.
+        assert!(
+            answered > 200,
+            "the shortcut answered only {answered} times"
+        );
     }
 
     #[test]

@@ -329,6 +329,24 @@ fn write_prefixed_splices_decoded_requests_like_a_full_encode() {
 }
 
 proptest::proptest! {
+    /// `write_prefixed_key` writes what a full encode with that one key prefixed writes.
+    #[test]
+    fn write_prefixed_key_matches_encode_prefixed(
+        args in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 1..6),
+        pick in 0usize..8,
+        prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10),
+    ) {
+        let mut wire = BytesMut::new();
+        let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+        crate::resp::encode_prefixed(&args, b"", &[], &mut wire, |_, _| {});
+        let req = decode_whole(&wire).unwrap().remove(0);
+        let mut spliced = BytesMut::from(&b"before"[..]);
+        crate::resp::write_prefixed_key(&req, &prefix, pick, &mut spliced);
+        let mut full = BytesMut::from(&b"before"[..]);
+        crate::resp::encode_prefixed(&args, &prefix, &[pick], &mut full, |_, _| {});
+        proptest::prop_assert_eq!(spliced, full);
+    }
+
     /// For any request and any ascending set of key positions, splicing the request's own
     /// bytes gives exactly what encoding it from scratch gives.
     #[test]
