@@ -1044,7 +1044,7 @@ where
         let Some(mut get) = self.decoder.peek_get(&self.inbuf) else {
             return (0, None);
         };
-        let live = self.ctx.live();
+        let live = Arc::clone(self.live.load());
         if !live.namespaces.any_cached() || !self.cache_usable(cache) {
             return (0, Some(live));
         }
