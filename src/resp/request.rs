@@ -618,6 +618,7 @@ pub fn write_prefixed_key(req: &Request, prefix: &[u8], index: usize, out: &mut 
 
 /// Where the bulk header `$<len>\r\n` that ends at `end` starts, if it is there, in its
 /// shortest form, and starts at or after `from`.
+#[inline(always)]
 fn header_before(raw: &[u8], from: usize, end: usize, len: usize) -> Option<usize> {
     let digits = match len {
         0..=9 => 1,

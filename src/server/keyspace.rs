@@ -283,6 +283,7 @@ fn resolve_name<'a>(last: &'a mut Option<Named>, name: &[u8]) -> Option<&'a Name
 /// `a == b`, for up to 16 bytes in at most two word comparisons: cheaper than the call to
 /// memcmp a slice comparison makes. Two words of a size that fits cover the whole slice
 /// between them (overlapping when it is shorter than both together).
+#[inline]
 fn same_short(a: &[u8], b: &[u8]) -> bool {
     fn u32_at(s: &[u8], at: usize) -> u32 {
         s.get(at..at + 4)
