@@ -96,7 +96,7 @@ pub(crate) fn put_decimal(out: &mut bytes::BytesMut, n: i64) {
 }
 
 /// Append `<kind><n>\r\n`, the header of a bulk string or an aggregate.
-#[inline]
+#[inline(always)]
 pub(crate) fn put_header(out: &mut bytes::BytesMut, kind: u8, n: usize) {
     if n < 10_000 {
         // The common case fits 8 bytes: appended as one fixed-size block (a single
