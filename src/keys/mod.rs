@@ -158,6 +158,19 @@ impl CommandInfo {
         }
     }
 
+    /// Where the command's only key stands, whatever its flags: [`fixed_key`]'s index,
+    /// or 1 for the commands whose procedure only works out that key's flags from the
+    /// other arguments (SET's `GET` option, BITFIELD's operations). [`extract`] reports
+    /// exactly that argument when the request has it, and nothing when it is too short.
+    ///
+    /// [`fixed_key`]: CommandInfo::fixed_key
+    pub fn key_at(&self) -> Option<usize> {
+        match self.procedure {
+            Proc::Set | Proc::Bitfield => Some(1),
+            _ => self.fixed_key().map(|(index, _)| index),
+        }
+    }
+
     /// The subcommands of a container command (`OBJECT`, `XINFO`...), sorted by name.
     pub fn subcommands(&self) -> &'static [CommandInfo] {
         self.subcommands
