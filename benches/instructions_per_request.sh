@@ -8,8 +8,8 @@
 # smaller than the share of these counts.
 #
 # For each test, config and depth it runs the sidecar under cachegrind, sends
-# `redis-benchmark -t TEST -c 1 -d 256 -n N -P DEPTH` (one client, so batches are
-# the same from run to run), stops it, and subtracts a run that served one PING
+# `redis-benchmark -t TEST -c CLIENTS -d 256 -n N -P DEPTH` (by default one client,
+# so batches are the same from run to run), stops it, and subtracts a run that served one PING
 # (start-up and shutdown). The clock library's start-up calibration, which runs
 # for a varying number of iterations, is left out of every count. How reads
 # split a pipeline still varies a little, so each figure is the median of
@@ -23,6 +23,9 @@
 #   REQUESTS=20000
 #   REPEATS=3
 #   TESTS=get    redis-benchmark tests, one table each (e.g. "get set")
+#   CLIENTS=1    redis-benchmark -c: 50 is the core benchmark's load, where a batch
+#                of the shared connection carries several clients' commands (and
+#                how reads fall moves a figure by a few dozen from run to run)
 #   EXTRA_BENCH  redis-benchmark options for the runs with EXTRA_TOML only, e.g.
 #                "--dbnum 3" for a mapped db (the default config stays in db 0:
 #                there SELECT 3 would pin the client to a connection of its own)
@@ -39,6 +42,7 @@ TESTS="${TESTS:-get}"
 EXTRA_BENCH="${EXTRA_BENCH:-}"
 PRELOAD_PREFIX="${PRELOAD_PREFIX:-}"
 REQUESTS="${REQUESTS:-20000}"
+CLIENTS="${CLIENTS:-1}"
 REPEATS="${REPEATS:-3}"
 SIDECAR_BIN="${SIDECAR_BIN:-$ROOT/target/release/resp-sidecar}"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"
@@ -91,7 +95,7 @@ instructions() {
     pid="$!"
     wait_ready "$name" "$pid" "$PORT" "$WORK/$name.log"
     if [ "$n" -gt 0 ]; then
-        redis-benchmark -h 127.0.0.1 -p "$PORT" -t "$test" -c 1 -d 256 -n "$n" -P "$depth" \
+        redis-benchmark -h 127.0.0.1 -p "$PORT" -t "$test" -c "$CLIENTS" -d 256 -n "$n" -P "$depth" \
             -q "$@" >/dev/null
     fi
     kill -TERM "$pid"
@@ -111,7 +115,7 @@ instructions() {
 }
 
 echo "- extra config: $(printf '%s' "$EXTRA_TOML" | tr '\n' ' ')"
-echo "- redis-benchmark -t TEST -c 1 -d 256 -n $REQUESTS -P DEPTH${EXTRA_BENCH:+ (with extra: $EXTRA_BENCH)}; user-space instructions (cachegrind) per request, start-up and shutdown subtracted; medians of $REPEATS runs"
+echo "- redis-benchmark -t TEST -c $CLIENTS -d 256 -n $REQUESTS -P DEPTH${EXTRA_BENCH:+ (with extra: $EXTRA_BENCH)}; user-space instructions (cachegrind) per request, start-up and shutdown subtracted; medians of $REPEATS runs"
 base_idle="$(instructions base-idle "$BASE_TOML" get 1 0)"
 extra_idle="$(instructions extra-idle "$BASE_TOML"$'\n'"$EXTRA_TOML" get 1 0)"
 read -r -a extra_bench <<<"$EXTRA_BENCH"
