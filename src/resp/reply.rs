@@ -311,26 +311,18 @@ pub fn is_push(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod length_tests {
     use super::*;
+    use crate::resp::tests::every_text;
 
     /// Every line over a small alphabet, complete or cut short: wherever the short read
     /// answers, the general search ends the line at the same place.
     #[test]
     fn short_line_agrees_with_the_general_search() {
-        let alphabet: &[u8] = b"+OK1\r\n";
         let mut checked = 0;
-        let mut stack: Vec<Vec<u8>> = vec![b"+".to_vec()];
-        while let Some(text) = stack.pop() {
+        for text in every_text(b'+', b"+OK1\r\n", 8) {
             if let Some(end) = short_line(&text, 0) {
                 let mut scanner = ReplyScanner::new(4);
                 assert_eq!(scanner.line_end(&text), Ok(Some(end)), "{text:?}");
                 checked += 1;
-            }
-            if text.len() < 8 {
-                for &b in alphabet {
-                    let mut longer = text.clone();
-                    longer.push(b);
-                    stack.push(longer);
-                }
             }
         }
         assert!(checked > 100, "only {checked} lines took the short read");
@@ -344,20 +336,11 @@ mod length_tests {
     /// read answers, the general one reads the same value and end.
     #[test]
     fn short_length_agrees_with_the_general_read() {
-        let alphabet: &[u8] = b"0129-\r\n$x";
         let mut checked = 0;
-        let mut stack: Vec<Vec<u8>> = vec![b"$".to_vec()];
-        while let Some(text) = stack.pop() {
+        for text in every_text(b'$', b"0129-\r\n$x", 7) {
             if let Some(found) = short_length(&text, 0) {
                 assert_eq!(any_length(&text, 0), Ok(Some(found)), "{text:?}");
                 checked += 1;
-            }
-            if text.len() < 7 {
-                for &b in alphabet {
-                    let mut longer = text.clone();
-                    longer.push(b);
-                    stack.push(longer);
-                }
             }
         }
         assert!(
