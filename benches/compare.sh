@@ -50,6 +50,26 @@ SKIP_BUILD="${SKIP_BUILD:-0}"
 SKIP_SIDECAR="${SKIP_SIDECAR:-0}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
 READY_TIMEOUT="${READY_TIMEOUT:-10}"
+LAYOUT="${LAYOUT:-shared}"
+# CPU lists for taskset, empty where the scheduler decides.
+case "$LAYOUT" in
+    shared) BENCH_CPU="" REDIS_CPU="" PROXY_CPU="" ;;
+    server) BENCH_CPU=0 REDIS_CPU=1 PROXY_CPU=1 ;;
+    beside) BENCH_CPU=0 REDIS_CPU=1 PROXY_CPU=0 ;;
+    *) echo "compare.sh: LAYOUT must be shared, server or beside, not '$LAYOUT'" >&2; exit 64 ;;
+esac
+if [ "$LAYOUT" != shared ] && [ "$(nproc)" -lt 2 ]; then
+    echo "compare.sh: LAYOUT=$LAYOUT needs two CPUs" >&2
+    exit 64
+fi
+# on_cpu CPU: sets ON_CPU to the command prefix that runs a program on that CPU
+# (taskset execs it, so $! stays the program's pid), empty when CPU is empty.
+on_cpu() {
+    ON_CPU=()
+    if [ -n "$1" ]; then
+        ON_CPU=(taskset -c "$1")
+    fi
+}
 
 DEFAULT_SIDECAR_CONFIG='[server]
 max_clients = 20000
@@ -59,7 +79,7 @@ deny_commands = []
 '
 SIDECAR_CONFIG_BASE="${SIDECAR_CONFIG_BASE:-$DEFAULT_SIDECAR_CONFIG}"
 
-for tool in redis-server redis-cli redis-benchmark nutcracker python3; do
+for tool in redis-server redis-cli redis-benchmark nutcracker python3 taskset; do
     command -v "$tool" >/dev/null 2>&1 || { echo "compare.sh: $tool not found" >&2; exit 1; }
 done
 
@@ -95,7 +115,8 @@ add_target() { TARGET_NAMES+=("$1"); TARGET_PORTS+=("$2"); TARGET_PIDS+=("$3"); 
 start_redis() {
     local port="$1"
     mkdir -p "$WORK/redis"
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$WORK/redis" \
+    on_cpu "$REDIS_CPU"
+    "${ON_CPU[@]}" redis-server --bind 127.0.0.1 --port "$port" --dir "$WORK/redis" \
         --save "" --appendonly no --daemonize no \
         --logfile "$WORK/redis.log" &
     PIDS+=("$!")
@@ -120,7 +141,8 @@ EOF
         cat "$WORK/nutcracker-check.log" >&2
         exit 1
     fi
-    nutcracker -c "$WORK/nutcracker.yml" -s "$stats_port" -a 127.0.0.1 \
+    on_cpu "$PROXY_CPU"
+    "${ON_CPU[@]}" nutcracker -c "$WORK/nutcracker.yml" -s "$stats_port" -a 127.0.0.1 \
         -o "$WORK/nutcracker.log" -p "$WORK/nutcracker.pid" &
     PIDS+=("$!")
     wait_ready nutcracker "$!" "$port" "$WORK/nutcracker.log"
@@ -133,6 +155,8 @@ start_sidecar() {
     local pin=()
     if [ -n "${PIN_SIDECARS:-}" ]; then
         pin=(taskset -c "$PIN_SIDECARS")
+    elif [ -n "$PROXY_CPU" ]; then
+        pin=(taskset -c "$PROXY_CPU")
     fi
     "${pin[@]}" "$SIDECAR_BIN" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" \
         --upstream "redis://127.0.0.1:$redis_port" --admin "" \
@@ -187,6 +211,11 @@ if [ "$SKIP_SIDECAR" != 1 ]; then
 fi
 echo "- redis-benchmark -t get,set -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
 echo "- targets: ${TARGET_NAMES[*]}${PIN_SIDECARS:+ (sidecars pinned to CPU $PIN_SIDECARS)}"
+case "$LAYOUT" in
+    shared) echo "- layout: shared (the scheduler places every process)" ;;
+    server) echo "- layout: server (redis-benchmark on CPU 0; Redis and the proxy under test on CPU 1)" ;;
+    beside) echo "- layout: beside (redis-benchmark and the proxy under test on CPU 0; Redis on CPU 1)" ;;
+esac
 echo
 
 RESULTS="$WORK/results.csv"
@@ -210,11 +239,12 @@ run_one() {
     fi
     log "round $round: $name -P $depth -n $requests ${extra[*]}"
     local t0 r0 ok=1
+    on_cpu "$BENCH_CPU"
     t0="$(cpu_ticks "$pid")"
     r0="$(cpu_ticks "$REDIS_PID")"
     {
         TIMEFORMAT='%U %S %R'
-        time redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
+        time "${ON_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
             -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv >"$WORK/benchmark.out" 2>&1 || ok=0
     } 2>"$WORK/time.out"
     if [ "$ok" != 1 ]; then
