@@ -27,6 +27,16 @@
 #   SIDECAR_EXTRA_BENCH   extra redis-benchmark arguments for that second
 #                         target only (e.g. "--dbnum 3": its clients SELECT 3,
 #                         which a namespace maps onto a key prefix)
+#   BENCH_KEY             the key of every target's GET and SET (default
+#                         key:__rand_int__, redis-benchmark's own); another
+#                         pattern runs SET and GET as custom commands, with the
+#                         same 256-byte value
+#   SIDECAR_EXTRA_KEY     that key for the second sidecar target only (default
+#                         BENCH_KEY): with BENCH_KEY=app3:key:__rand_int__,
+#                         SIDECAR_EXTRA_KEY=key:__rand_int__ and
+#                         SIDECAR_EXTRA_BENCH="--dbnum 3", Redis receives the
+#                         same keys from both sidecars, and the difference is
+#                         the mapping alone, not Redis's cost of longer keys
 #   PIN_SIDECARS=CPU      run every sidecar on that CPU (taskset), so that two
 #                         sidecar targets are compared on equal footing; the
 #                         scheduler otherwise places them differently from run
@@ -51,6 +61,9 @@ SKIP_SIDECAR="${SKIP_SIDECAR:-0}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
 READY_TIMEOUT="${READY_TIMEOUT:-10}"
 LAYOUT="${LAYOUT:-shared}"
+BENCH_KEY="${BENCH_KEY:-key:__rand_int__}"
+SIDECAR_EXTRA_KEY="${SIDECAR_EXTRA_KEY:-$BENCH_KEY}"
+VALUE="$(printf 'x%.0s' $(seq 256))"
 # CPU lists for taskset, empty where the scheduler decides.
 case "$LAYOUT" in
     shared) BENCH_CPU="" REDIS_CPU="" PROXY_CPU="" ;;
@@ -210,6 +223,13 @@ if [ "$SKIP_SIDECAR" != 1 ]; then
     echo "- resp-sidecar at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
 fi
 echo "- redis-benchmark -t get,set -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
+if [ "$BENCH_KEY" != "key:__rand_int__" ] || [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
+    keys="- keys: $BENCH_KEY"
+    if [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
+        keys+=", and $SIDECAR_EXTRA_KEY for sidecar+extra"
+    fi
+    echo "$keys (SET and GET as custom commands)"
+fi
 echo "- targets: ${TARGET_NAMES[*]}${PIN_SIDECARS:+ (sidecars pinned to CPU $PIN_SIDECARS)}"
 case "$LAYOUT" in
     shared) echo "- layout: shared (the scheduler places every process)" ;;
@@ -237,15 +257,28 @@ run_one() {
     if [ "$name" = sidecar+extra ] && [ -n "${SIDECAR_EXTRA_BENCH:-}" ]; then
         read -r -a extra <<<"$SIDECAR_EXTRA_BENCH"
     fi
-    log "round $round: $name -P $depth -n $requests ${extra[*]}"
+    local key="$BENCH_KEY"
+    if [ "$name" = sidecar+extra ]; then
+        key="$SIDECAR_EXTRA_KEY"
+    fi
+    log "round $round: $name -P $depth -n $requests ${extra[*]}${key:+ key $key}"
     local t0 r0 ok=1
     on_cpu "$BENCH_CPU"
+    local bench=("${ON_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS"
+        -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv)
     t0="$(cpu_ticks "$pid")"
     r0="$(cpu_ticks "$REDIS_PID")"
     {
         TIMEFORMAT='%U %S %R'
-        time "${ON_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" -d 256 \
-            -r 10000 -n "$requests" -P "$depth" "${extra[@]}" --csv >"$WORK/benchmark.out" 2>&1 || ok=0
+        if [ "$key" = "key:__rand_int__" ]; then
+            time "${bench[@]}" -t get,set -d 256 >"$WORK/benchmark.out" 2>&1 || ok=0
+        else
+            # Custom commands, in -t's order; CSV names them by the whole command.
+            time {
+                "${bench[@]}" SET "$key" "$VALUE" >"$WORK/benchmark.out" 2>&1 &&
+                    "${bench[@]}" GET "$key" >>"$WORK/benchmark.out" 2>&1
+            } || ok=0
+        fi
     } 2>"$WORK/time.out"
     if [ "$ok" != 1 ]; then
         log "redis-benchmark failed against $name:"
@@ -257,7 +290,8 @@ run_one() {
     # CSV columns (quoted): test,rps,avg,min,p50,p95,p99,max latency in ms.
     tr -d '"' <"$WORK/benchmark.out" |
         awk -F, -v t="$name" -v d="$depth" -v r="$round" \
-            '$1 == "GET" || $1 == "SET" { print t "," d "," r "," $1 "," $2 "," $7; n++ }
+            '{ sub(/ .*/, "", $1) }
+             $1 == "GET" || $1 == "SET" { print t "," d "," r "," $1 "," $2 "," $7; n++ }
              END { exit n == 2 ? 0 : 1 }' >>"$RESULTS" || {
         log "unexpected redis-benchmark output from $name:"
         cat "$WORK/benchmark.out" >&2
