@@ -356,6 +356,8 @@ for test, depth in sorted({(k[0], k[1]) for k in runs}, key=lambda k: (k[1], k[0
 # adjacent in time, so a round's ratio compares like with like on a machine whose
 # speed drifts: show their spread and how many rounds the sidecar was ahead in.
 pairs = [(s, b) for s in sidecars for b in baselines]
+if "sidecar+extra" in targets and "sidecar" in targets:
+    pairs.append(("sidecar+extra", "sidecar"))
 by_round = {}
 for row in csv.DictReader(open(path)):
     key = (row["test"], int(row["depth"]), row["target"])
