@@ -222,13 +222,17 @@ echo "- $(redis-server --version | cut -d' ' -f1-3), $(nutcracker --version 2>&1
 if [ "$SKIP_SIDECAR" != 1 ]; then
     echo "- resp-sidecar at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
 fi
-echo "- redis-benchmark -t get,set -c $CLIENTS -d 256 -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
+tests="-t get,set -d 256"
 if [ "$BENCH_KEY" != "key:__rand_int__" ] || [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
+    tests="SET <key> <256 bytes> then GET <key>"
+fi
+echo "- redis-benchmark $tests -c $CLIENTS -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
+if [ "$tests" != "-t get,set -d 256" ]; then
     keys="- keys: $BENCH_KEY"
     if [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
         keys+=", and $SIDECAR_EXTRA_KEY for sidecar+extra"
     fi
-    echo "$keys (SET and GET as custom commands)"
+    echo "$keys"
 fi
 echo "- targets: ${TARGET_NAMES[*]}${PIN_SIDECARS:+ (sidecars pinned to CPU $PIN_SIDECARS)}"
 case "$LAYOUT" in
