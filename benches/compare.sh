@@ -37,10 +37,21 @@
 #                         SIDECAR_EXTRA_BENCH="--dbnum 3", Redis receives the
 #                         same keys from both sidecars, and the difference is
 #                         the mapping alone, not Redis's cost of longer keys
+#   LAYOUT=shared         where the processes run, the same for every target:
+#                         shared - wherever the scheduler puts them (default)
+#                         server - redis-benchmark on CPU 0; Redis and the
+#                                  proxy under test on CPU 1
+#                         beside - redis-benchmark and the proxy on CPU 0,
+#                                  Redis on CPU 1 (a sidecar beside its app)
+#                         With three busy processes on two CPUs, "shared"
+#                         moves -P 1 figures by tens of percent from run to
+#                         run as the scheduler places them differently; a
+#                         fixed layout gives every target the same placement
 #   PIN_SIDECARS=CPU      run every sidecar on that CPU (taskset), so that two
 #                         sidecar targets are compared on equal footing; the
 #                         scheduler otherwise places them differently from run
 #                         to run, which moves -P 1 figures by tens of percent
+#                         (overrides LAYOUT's CPU for the sidecars)
 #   SIDECAR_CONFIG_BASE   replaces the base sidecar config (default below)
 #   SIDECAR_BIN           binary to run (default target/release/resp-sidecar)
 #   SKIP_BUILD=1          do not run `cargo build --release`
