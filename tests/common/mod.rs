@@ -52,6 +52,36 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// True when process `pid` holds the listening socket on 127.0.0.1:`port`. Two tests can
+/// be handed the same free port; the one whose server then fails to bind would find the
+/// other's server answering, pass its readiness check and share it (and lose it when
+/// the other test ends). Read from `/proc/net/tcp` and the process's descriptors; where
+/// `/proc` cannot be read, true (the answer alone decides, as before).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return true;
+    };
+    let local = format!("0100007F:{port:04X}");
+    // Columns: sl, local_address, rem_address, st (0A = LISTEN), ..., inode (10th).
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
+}
+
 /// Encodes a command as a RESP array of bulk strings.
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
@@ -408,7 +438,9 @@ fn spawn_redis(port: u16, extra: &[String], dir: &Path) -> Result<Child, String>
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("redis-server exited early: {status}"));
         }
-        if tls {
+        if !listens_on(child.id(), port) {
+            // Not bound yet, or another process holds the port (it exits, then retries).
+        } else if tls {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(child);
             }
@@ -774,7 +806,7 @@ impl SidecarProcess {
                     last = format!("exited with {status}: {err}");
                     break;
                 }
-                if RawConn::try_connect(addr).is_ok() {
+                if listens_on(child.id(), port) && RawConn::try_connect(addr).is_ok() {
                     // Drain stderr in the background so the child never blocks on it.
                     if let Some(mut e) = child.stderr.take() {
                         thread::spawn(move || {

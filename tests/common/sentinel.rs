@@ -18,7 +18,8 @@ use tempfile::TempDir;
 use resp_sidecar::config::{Endpoint, UpstreamConfig, UpstreamMode};
 
 use super::{
-    encode_str, free_port, parse_one, wait_for, RawConn, RedisServer, Value, READY_TIMEOUT,
+    encode_str, free_port, listens_on, parse_one, wait_for, RawConn, RedisServer, Value,
+    READY_TIMEOUT,
 };
 
 /// How long a whole deployment gets to agree on its topology.
@@ -76,7 +77,12 @@ impl SentinelProcess {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("redis-sentinel exited early: {status}"));
             }
-            if let Ok(mut c) = RawConn::try_connect(self.addr()) {
+            // Only its own answer counts (see `listens_on`).
+            let own = listens_on(child.id(), self.port);
+            if let Some(mut c) = own
+                .then(|| RawConn::try_connect(self.addr()).ok())
+                .flatten()
+            {
                 c.set_read_timeout(Duration::from_secs(2));
                 if c.try_send(b"PING\r\n").is_ok()
                     && c.try_read_reply() == Ok(b"+PONG\r\n".to_vec())
