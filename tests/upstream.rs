@@ -12,6 +12,23 @@ use common::{
     SidecarToml, Value,
 };
 
+/// The harness's readiness check (`common::listens_on`) knows a listener by the process
+/// that holds it, so a server that lost a race for its port is not taken for ready
+/// because another test's server answers there.
+#[test]
+fn harness_knows_which_process_holds_a_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let redis = RedisServer::start();
+    let redis_pid = redis.pid().expect("running");
+    assert!(common::listens_on(std::process::id(), port));
+    assert!(common::listens_on(redis_pid, redis.port()));
+    assert!(!common::listens_on(redis_pid, port));
+    assert!(!common::listens_on(std::process::id(), redis.port()));
+    drop(listener);
+    assert!(!common::listens_on(std::process::id(), port));
+}
+
 #[test]
 fn upstream_lost_mid_pipeline_every_command_gets_one_reply_and_nothing_is_replayed() {
     let mut redis = RedisServer::start();
