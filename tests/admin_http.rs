@@ -441,6 +441,10 @@ fn binary_serves_admin_listen() {
         if let Ok(Some(s)) = child.0.try_wait() {
             panic!("resp-sidecar exited: {s}");
         }
+        // Only its own listener counts (see `common::listens_on`).
+        if !common::listens_on(child.0.id(), admin.port()) {
+            return None;
+        }
         http::get(admin, "/readyz").ok().filter(|r| r.status == 200)
     });
     assert_eq!(

@@ -233,7 +233,10 @@ fn binary_serves_with_flags_only() {
         if let Ok(Some(s)) = guard.0.try_wait() {
             panic!("resp-sidecar exited: {s}");
         }
-        common::RawConn::try_connect(addr).ok()
+        // Only its own listener counts (see `common::listens_on`).
+        common::listens_on(guard.0.id(), port)
+            .then(|| common::RawConn::try_connect(addr).ok())
+            .flatten()
     });
     assert_reply(&c.cmd_str(&["SET", "flags", "only"]), b"+OK\r\n");
     assert_reply(&redis.cmd(&["GET", "flags"]), b"$4\r\nonly\r\n");

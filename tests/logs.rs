@@ -39,7 +39,8 @@ fn info_logs_carry_no_key_or_value_bytes() {
         .unwrap();
     let sock: std::net::SocketAddr = addr.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while RawConn::try_connect(sock).is_err() {
+    // Only its own listener counts (see `common::listens_on`).
+    while !(common::listens_on(child.id(), port) && RawConn::try_connect(sock).is_ok()) {
         assert!(Instant::now() < deadline, "sidecar did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
