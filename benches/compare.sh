@@ -233,17 +233,16 @@ echo "- $(redis-server --version | cut -d' ' -f1-3), $(nutcracker --version 2>&1
 if [ "$SKIP_SIDECAR" != 1 ]; then
     echo "- resp-sidecar at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
 fi
-tests="-t get,set -d 256"
-if [ "$BENCH_KEY" != "key:__rand_int__" ] || [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
-    tests="SET <key> <256 bytes> then GET <key>"
-fi
-echo "- redis-benchmark $tests -c $CLIENTS -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
-if [ "$tests" != "-t get,set -d 256" ]; then
-    keys="- keys: $BENCH_KEY"
-    if [ "$SIDECAR_EXTRA_KEY" != "$BENCH_KEY" ]; then
-        keys+=", and $SIDECAR_EXTRA_KEY for sidecar+extra"
+runs="redis-benchmark -t get,set -d 256 -c $CLIENTS -r 10000, -n $REQUESTS_P1 at -P 1 and $REQUESTS_P16 at deeper pipelines, $ROUNDS interleaved rounds, medians"
+if [ "$BENCH_KEY" = "key:__rand_int__" ] && [ "$SIDECAR_EXTRA_KEY" = "$BENCH_KEY" ]; then
+    echo "- $runs"
+else
+    echo "- ${runs/-t get,set -d 256/SET <key> <256 bytes> then GET <key>}"
+    if [ "$SIDECAR_EXTRA_KEY" = "$BENCH_KEY" ]; then
+        echo "- keys: $BENCH_KEY"
+    else
+        echo "- keys: $BENCH_KEY, and $SIDECAR_EXTRA_KEY for sidecar+extra"
     fi
-    echo "$keys"
 fi
 echo "- targets: ${TARGET_NAMES[*]}${PIN_SIDECARS:+ (sidecars pinned to CPU $PIN_SIDECARS)}"
 case "$LAYOUT" in
@@ -276,7 +275,7 @@ run_one() {
     if [ "$name" = sidecar+extra ]; then
         key="$SIDECAR_EXTRA_KEY"
     fi
-    log "round $round: $name -P $depth -n $requests ${extra[*]}${key:+ key $key}"
+    log "round $round: $name -P $depth -n $requests ${extra[*]} key $key"
     local t0 r0 ok=1
     on_cpu "$BENCH_CPU"
     local bench=("${ON_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS"
